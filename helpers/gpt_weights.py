@@ -1,0 +1,154 @@
+"""Load OpenAI's pretrained GPT-2 weights into `helpers.gpt.GPTModel`.
+
+The weights come from the safetensors checkpoint of the Hugging Face `gpt2` models (no
+TensorFlow needed). Where they are taken from, first match wins:
+
+1. the `weights` argument: a `model.safetensors` file or a folder holding one;
+2. the environment variable `LORA_LAB_GPT2_WEIGHTS` (same meaning), for labs without internet;
+3. a copy downloaded earlier into `data/gpt2/<size>/`;
+4. a download from the Hugging Face hub (once, with a progress bar, written atomically).
+
+Every checkpoint is checked against the model's shapes before any weight is copied.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from helpers.download import DownloadError, is_reachable
+from helpers.gpt import HUB_MODEL_IDS, GPTModel, canonical_model_name, gpt_config
+from helpers.paths import data_dir
+
+WEIGHTS_VAR = "LORA_LAB_GPT2_WEIGHTS"
+CHECKPOINT_NAME = "model.safetensors"
+_IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not weights
+
+
+def _hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def _resolve_local(path: str | os.PathLike) -> Path:
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No GPT-2 checkpoint at {path}. Give the path of a `{CHECKPOINT_NAME}` file "
+            "(or of the folder that holds it) downloaded from the Hugging Face `gpt2` model."
+        )
+    return path
+
+
+def gpt2_checkpoint_path(model_name: str = "gpt2-small (124M)",
+                         weights: str | os.PathLike | None = None) -> Path:
+    """The local path of the safetensors checkpoint, downloading it on first use."""
+    if weights is not None:
+        return _resolve_local(weights)
+    if os.environ.get(WEIGHTS_VAR):
+        return _resolve_local(os.environ[WEIGHTS_VAR])
+
+    name = canonical_model_name(model_name)
+    repo_id = HUB_MODEL_IDS[name]
+    local_dir = data_dir() / "gpt2" / repo_id.split("/")[-1]
+    if (local_dir / CHECKPOINT_NAME).is_file():
+        return local_dir / CHECKPOINT_NAME
+
+    endpoint = _hub_endpoint()
+    url = f"{endpoint}/{repo_id}/resolve/main/{CHECKPOINT_NAME}"
+    how_to_fix = (
+        f"To continue without internet, download {url} on a machine that has it, copy it "
+        f"here and either pass `weights=\"path/to/{CHECKPOINT_NAME}\"` or set the environment "
+        f"variable {WEIGHTS_VAR} to that path (a folder holding the file works too)."
+    )
+    if not is_reachable(endpoint):
+        raise DownloadError(f"Cannot reach {endpoint} to download the {name} weights. {how_to_fix}")
+
+    from huggingface_hub import hf_hub_download  # imported here: only needed to download
+
+    try:
+        path = hf_hub_download(repo_id=repo_id, filename=CHECKPOINT_NAME,
+                               local_dir=local_dir, endpoint=endpoint)
+    except Exception as exc:  # hub errors come in many types; all mean "not downloaded"
+        raise DownloadError(f"Downloading the {name} weights failed ({exc}). {how_to_fix}") from None
+    return Path(path)
+
+
+def _hf_to_lab_state_dict(hf: dict[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
+    """Rename (and transpose) Hugging Face GPT-2 tensors into this pack's module names.
+
+    GPT-2 stores its linear layers as Conv1D, weight shape (in, out): they are transposed to
+    nn.Linear's (out, in). The fused `c_attn` projection is split into query, key and value.
+    The output head is the token embedding (GPT-2 ties them) unless `lm_head.weight` exists.
+    """
+    hf = {k.removeprefix("transformer."): v for k, v in hf.items()
+          if not k.endswith(_IGNORED_SUFFIXES)}
+    sd = {
+        "tok_emb.weight": hf["wte.weight"],
+        "pos_emb.weight": hf["wpe.weight"],
+        "final_norm.scale": hf["ln_f.weight"],
+        "final_norm.shift": hf["ln_f.bias"],
+        "out_head.weight": hf.get("lm_head.weight", hf["wte.weight"]),
+    }
+    for i in range(n_layers):
+        src, dst = f"h.{i}.", f"trf_blocks.{i}."
+        q_w, k_w, v_w = hf[src + "attn.c_attn.weight"].chunk(3, dim=1)
+        q_b, k_b, v_b = hf[src + "attn.c_attn.bias"].chunk(3, dim=0)
+        sd.update({
+            dst + "att.W_query.weight": q_w.T, dst + "att.W_query.bias": q_b,
+            dst + "att.W_key.weight": k_w.T, dst + "att.W_key.bias": k_b,
+            dst + "att.W_value.weight": v_w.T, dst + "att.W_value.bias": v_b,
+            dst + "att.out_proj.weight": hf[src + "attn.c_proj.weight"].T,
+            dst + "att.out_proj.bias": hf[src + "attn.c_proj.bias"],
+            dst + "ff.layers.0.weight": hf[src + "mlp.c_fc.weight"].T,
+            dst + "ff.layers.0.bias": hf[src + "mlp.c_fc.bias"],
+            dst + "ff.layers.2.weight": hf[src + "mlp.c_proj.weight"].T,
+            dst + "ff.layers.2.bias": hf[src + "mlp.c_proj.bias"],
+            dst + "norm1.scale": hf[src + "ln_1.weight"], dst + "norm1.shift": hf[src + "ln_1.bias"],
+            dst + "norm2.scale": hf[src + "ln_2.weight"], dst + "norm2.shift": hf[src + "ln_2.bias"],
+        })
+    return sd
+
+
+def load_weights_into_gpt(model: GPTModel, hf_state_dict: dict[str, torch.Tensor]) -> GPTModel:
+    """Copy a Hugging Face GPT-2 state dict into `model`, checking every name and shape."""
+    if not model.cfg["qkv_bias"]:
+        raise ValueError("GPT-2 checkpoints have query/key/value biases: build the model "
+                         "with qkv_bias=True.")
+    try:
+        sd = _hf_to_lab_state_dict(hf_state_dict, model.cfg["n_layers"])
+    except KeyError as exc:
+        raise ValueError(
+            f"The checkpoint has no tensor {exc}: it is not a GPT-2 checkpoint with "
+            f"{model.cfg['n_layers']} layers."
+        ) from None
+    expected = model.state_dict()
+    for key, tensor in sd.items():
+        if tensor.shape != expected[key].shape:
+            raise ValueError(
+                f"Checkpoint tensor for {key} has shape {tuple(tensor.shape)}, the model "
+                f"expects {tuple(expected[key].shape)}: checkpoint and model size differ."
+            )
+    model.load_state_dict({k: v.contiguous() for k, v in sd.items()}, strict=True)
+    return model
+
+
+def load_pretrained_gpt2(model_name: str = "gpt2-small (124M)",
+                         weights: str | os.PathLike | None = None,
+                         **config_overrides) -> GPTModel:
+    """A `GPTModel` of the given size with OpenAI's pretrained weights, in eval mode."""
+    model = GPTModel(gpt_config(model_name, **config_overrides))
+    path = gpt2_checkpoint_path(model_name, weights)
+    try:
+        hf_state_dict = load_file(path)
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({exc}). Delete it and download it again."
+        ) from None
+    load_weights_into_gpt(model, hf_state_dict)
+    return model.eval()

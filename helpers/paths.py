@@ -1,0 +1,28 @@
+"""Where the course pack reads and writes files: `data/` for downloads, `img/` for plots.
+
+Both default to folders at the repository root and can be moved with an environment
+variable (the autograder points them into each student's working copy).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR_VAR = "LORA_LAB_DATA_DIR"
+IMG_DIR_VAR = "LORA_LAB_IMG_DIR"
+
+
+def data_dir() -> Path:
+    """Folder for downloaded data and weights (created if needed)."""
+    path = Path(os.environ.get(DATA_DIR_VAR) or REPO_ROOT / "data")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def img_dir() -> Path:
+    """Folder for the plots the report includes (created if needed)."""
+    path = Path(os.environ.get(IMG_DIR_VAR) or REPO_ROOT / "img")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
