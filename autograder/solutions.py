@@ -59,3 +59,43 @@ def freeze_and_activate_lora(model: nn.Module) -> nn.Module:
             module.A.requires_grad = True
             module.B.requires_grad = True
     return model
+
+
+def last_token_logits(logits: torch.Tensor, last_idx: torch.Tensor) -> torch.Tensor:
+    """Logits (batch, seq, C) -> (batch, C) at each sequence's last real (non-pad) token."""
+    return logits[torch.arange(logits.shape[0], device=logits.device), last_idx]
+
+
+def add_classification_head(model: nn.Module, num_classes: int = 2) -> nn.Module:
+    """Replace `out_head` by a trainable num_classes head whose logits start near zero.
+
+    With a small weight scale every class gets the same probability at first, so the initial
+    loss is close to log(num_classes) whatever the features look like.
+    """
+    head = nn.Linear(model.out_head.in_features, num_classes)
+    nn.init.normal_(head.weight, std=0.02 / math.sqrt(head.in_features))
+    nn.init.zeros_(head.bias)
+    model.out_head = head.to(model.out_head.weight.device)
+    return model
+
+
+def calc_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of rows of `logits` whose argmax equals the label."""
+    return (logits.argmax(dim=-1) == labels).float().mean().item()
+
+
+def train_step(model: nn.Module, batch, optimizer: torch.optim.Optimizer) -> float:
+    """One optimisation step on a batch (input_ids, labels, last_idx); returns the loss."""
+    input_ids, labels, last_idx = batch
+    optimizer.zero_grad(set_to_none=True)
+    logits = last_token_logits(model(input_ids), last_idx)
+    loss = nn.functional.cross_entropy(logits, labels)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def make_optimizer(model: nn.Module, lr: float = 5e-4, weight_decay: float = 0.1):
+    """AdamW over the trainable parameters only."""
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                             lr=lr, weight_decay=weight_decay)
