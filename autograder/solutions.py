@@ -1,7 +1,8 @@
 """Reference solutions of the lab's exercises (instructor only, never released).
 
 The hidden checks compare students' code against these, the benchmarks and tests use them,
-and the master notebooks take their solution cells from here.
+and the master notebooks take their solution cells from here (`{{ solutions.NAME }}`): the
+`### BEGIN/END SOLUTION` comments mark what nbgrader replaces by a stub in the student release.
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ class LoRALayer(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, rank: int, alpha: float):
         super().__init__()
+        ### BEGIN SOLUTION
         self.A = nn.Parameter(torch.empty(in_dim, rank))
         nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
         self.B = nn.Parameter(torch.zeros(rank, out_dim))
         self.scaling = alpha / rank
+        ### END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ### BEGIN SOLUTION
         return self.scaling * (x @ self.A @ self.B)
+        ### END SOLUTION
 
 
 class LinearWithLoRA(nn.Module):
@@ -31,15 +36,20 @@ class LinearWithLoRA(nn.Module):
 
     def __init__(self, linear: nn.Linear, rank: int, alpha: float):
         super().__init__()
+        ### BEGIN SOLUTION
         self.linear = linear
         self.lora = LoRALayer(linear.in_features, linear.out_features, rank, alpha)
+        ### END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ### BEGIN SOLUTION
         return self.linear(x) + self.lora(x)
+        ### END SOLUTION
 
 
 def replace_linear_with_lora(model: nn.Module, rank: int, alpha: float) -> nn.Module:
     """Wrap every nn.Linear of `model` (recursively) in LinearWithLoRA, except `out_head`."""
+    ### BEGIN SOLUTION
     for name, child in model.named_children():
         if name == "out_head":
             continue
@@ -48,10 +58,12 @@ def replace_linear_with_lora(model: nn.Module, rank: int, alpha: float) -> nn.Mo
         else:
             replace_linear_with_lora(child, rank, alpha)
     return model
+    ### END SOLUTION
 
 
 def freeze_and_activate_lora(model: nn.Module) -> nn.Module:
     """Freeze every parameter, then make only the LoRA matrices A and B trainable."""
+    ### BEGIN SOLUTION
     for param in model.parameters():
         param.requires_grad = False
     for module in model.modules():
@@ -59,11 +71,14 @@ def freeze_and_activate_lora(model: nn.Module) -> nn.Module:
             module.A.requires_grad = True
             module.B.requires_grad = True
     return model
+    ### END SOLUTION
 
 
 def last_token_logits(logits: torch.Tensor, last_idx: torch.Tensor) -> torch.Tensor:
     """Logits (batch, seq, C) -> (batch, C) at each sequence's last real (non-pad) token."""
+    ### BEGIN SOLUTION
     return logits[torch.arange(logits.shape[0], device=logits.device), last_idx]
+    ### END SOLUTION
 
 
 def add_classification_head(model: nn.Module, num_classes: int = 2) -> nn.Module:
@@ -72,20 +87,25 @@ def add_classification_head(model: nn.Module, num_classes: int = 2) -> nn.Module
     With a small weight scale every class gets the same probability at first, so the initial
     loss is close to log(num_classes) whatever the features look like.
     """
+    ### BEGIN SOLUTION
     head = nn.Linear(model.out_head.in_features, num_classes)
     nn.init.normal_(head.weight, std=0.02 / math.sqrt(head.in_features))
     nn.init.zeros_(head.bias)
     model.out_head = head.to(model.out_head.weight.device)
     return model
+    ### END SOLUTION
 
 
 def calc_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of rows of `logits` whose argmax equals the label."""
+    ### BEGIN SOLUTION
     return (logits.argmax(dim=-1) == labels).float().mean().item()
+    ### END SOLUTION
 
 
 def train_step(model: nn.Module, batch, optimizer: torch.optim.Optimizer) -> float:
     """One optimisation step on a batch (input_ids, labels, last_idx); returns the loss."""
+    ### BEGIN SOLUTION
     input_ids, labels, last_idx = batch
     optimizer.zero_grad(set_to_none=True)
     logits = last_token_logits(model(input_ids), last_idx)
@@ -93,9 +113,31 @@ def train_step(model: nn.Module, batch, optimizer: torch.optim.Optimizer) -> flo
     loss.backward()
     optimizer.step()
     return loss.item()
+    ### END SOLUTION
 
 
 def make_optimizer(model: nn.Module, lr: float = 5e-4, weight_decay: float = 0.1):
     """AdamW over the trainable parameters only."""
+    ### BEGIN SOLUTION
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                              lr=lr, weight_decay=weight_decay)
+    ### END SOLUTION
+
+
+def classify_text(text: str, model: nn.Module, tokenizer, device, max_length: int | None = None):
+    """('ham' or 'spam', probability of that label) for one message."""
+    ### BEGIN SOLUTION
+    if not text.strip():
+        raise ValueError("The text is empty: give a message to classify.")
+    context_length = model.pos_emb.weight.shape[0]
+    max_length = context_length if max_length is None else min(max_length, context_length)
+    ids = tokenizer.encode(text)[:max_length]
+    input_ids = torch.tensor([ids], device=device)
+    last_idx = torch.tensor([len(ids) - 1], device=device)
+    model.eval()
+    with torch.no_grad():
+        logits = last_token_logits(model(input_ids), last_idx)
+    probs = torch.softmax(logits, dim=-1)[0]
+    label = int(probs.argmax())
+    return ("ham", "spam")[label], probs[label].item()
+    ### END SOLUTION

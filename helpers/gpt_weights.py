@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 from helpers.download import DownloadError, is_reachable
 from helpers.gpt import HUB_MODEL_IDS, GPTModel, canonical_model_name, gpt_config
+from helpers.modes import grading_mode
 from helpers.paths import data_dir
 
 WEIGHTS_VAR = "LORA_LAB_GPT2_WEIGHTS"
@@ -152,3 +153,15 @@ def load_pretrained_gpt2(model_name: str = "gpt2-small (124M)",
         ) from None
     load_weights_into_gpt(model, hf_state_dict)
     return model.eval()
+
+
+def load_lab_gpt2(model_name: str = "gpt2-small (124M)", **config_overrides) -> GPTModel:
+    """The lab's base model: pretrained GPT-2, or random weights in grading mode.
+
+    Grading mode ($LORA_LAB_GRADING=1) keeps the exact architecture, so parameter counts and
+    shapes are those of the real model, but downloads nothing.
+    """
+    if grading_mode():
+        torch.manual_seed(123)
+        return GPTModel(gpt_config(model_name, **config_overrides)).eval()
+    return load_pretrained_gpt2(model_name, **config_overrides)

@@ -1,0 +1,167 @@
+"""python -m autograder COMMAND: the instructor's commands (nbgrader underneath, nothing to configure).
+
+  release   regenerate the student notebooks (notebooks/) from the masters
+  grade     grade a folder or LMS zip of submissions: grades.csv, feedback, summary
+  merge     merge shard folders (e.g. from a Slurm array) into one grades.csv
+  export    rewrite grades.csv from the results of a grading folder
+  feedback  pack each student's feedback HTML into one zip per student, ready to hand back
+  demo      build the release, grade the bundled example submissions offline, print the table
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+
+from autograder.course import RELEASE_DIR, generate_release
+from autograder.grading import GradeOptions
+
+DEFAULT_OUT = Path("grading")
+
+
+def _release(args: argparse.Namespace) -> int:
+    for path in generate_release(args.dest):
+        print(f"wrote {path}")
+    return 0
+
+
+def _options(args: argparse.Namespace) -> GradeOptions:
+    names = {f.name for f in fields(GradeOptions)}
+    values = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    if getattr(args, "allow_network", False):
+        values["no_network"] = False
+    return GradeOptions(**values)
+
+
+def _print_run(out: Path, summary=None) -> int:
+    from autograder.runner import merge_results, summary_text
+
+    table = merge_results(out)
+    print(summary_text(table))
+    print(f"\ngrades: {out / 'grades.csv'}   feedback: {out / 'feedback'}")
+    if summary is not None:
+        if summary.skipped:
+            print(f"already graded, unchanged (skipped): {len(summary.skipped)}")
+        if not summary.network_isolated:
+            print("note: student code ran WITH network access (unshare not available here)")
+        if summary.failed:
+            print(f"GRADING FAILED for {', '.join(summary.failed)}: see {out / 'logs'}",
+                  file=sys.stderr)
+            return 1
+    return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from autograder.runner import grade_submissions
+
+    summary = grade_submissions(args.submissions, args.out, jobs=args.jobs,
+                                options=_options(args), id_pattern=args.id_pattern,
+                                shard=args.shard, force=args.force)
+    return _print_run(args.out.resolve(), summary)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from autograder.runner import merge_results, summary_text
+
+    table = merge_results(args.out, args.shards)
+    print(summary_text(table))
+    print(f"\ngrades: {args.out / 'grades.csv'}")
+    return 0
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    root = args.out / "feedback"
+    if not root.is_dir():
+        print(f"No feedback in {root}: run `python -m autograder grade` first.", file=sys.stderr)
+        return 1
+    dest = args.dest or args.out / "feedback_zips"
+    dest.mkdir(parents=True, exist_ok=True)
+    for student in sorted(p for p in root.iterdir() if p.is_dir()):
+        archive = shutil.make_archive(str(dest / student.name), "zip", student)
+        print(f"wrote {archive}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from autograder.examples import write_examples
+    from autograder.runner import grade_submissions
+
+    out = args.out.resolve()
+    with tempfile.TemporaryDirectory(prefix="lora-demo-") as tmp:
+        release = Path(tmp) / "release"
+        generate_release(release)
+        print(f"release built from the masters: {len(list(release.glob('*.ipynb')))} notebooks")
+        submissions = Path(tmp) / "submissions"
+        for folder in write_examples(submissions, release_dir=release):
+            print(f"example submission: {folder.name}")
+        summary = grade_submissions(submissions, out, jobs=args.jobs, options=_options(args),
+                                    force=True)
+    return _print_run(out, summary)
+
+
+def _add_grading_options(parser: argparse.ArgumentParser) -> None:
+    defaults = GradeOptions()
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"output folder (default: ./{DEFAULT_OUT})")
+    parser.add_argument("--jobs", type=int, default=1, help="students graded in parallel")
+    parser.add_argument("--cell-timeout", dest="cell_timeout", type=int,
+                        help=f"seconds per cell (default {defaults.cell_timeout})")
+    parser.add_argument("--training-timeout", dest="training_timeout", type=int,
+                        help=f"seconds per training cell (default {defaults.training_timeout})")
+    parser.add_argument("--memory-gb", dest="memory_gb", type=float,
+                        help=f"memory limit per kernel, 0 for none (default {defaults.memory_gb})")
+    parser.add_argument("--allow-network", action="store_true",
+                        help="let student code use the network (default: cut off where possible)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    release = commands.add_parser("release", help="regenerate notebooks/ from the masters")
+    release.add_argument("--dest", type=Path, default=RELEASE_DIR,
+                         help=f"output folder (default: {RELEASE_DIR})")
+    release.set_defaults(run=_release)
+
+    grade = commands.add_parser("grade", help="grade a folder or LMS zip of submissions")
+    grade.add_argument("submissions", type=Path,
+                       help="folder with one sub-folder or zip per student, or an LMS zip")
+    _add_grading_options(grade)
+    grade.add_argument("--shard", help="INDEX/COUNT: grade only this share (cluster arrays)")
+    grade.add_argument("--id-pattern", dest="id_pattern",
+                       help="regex with a group (?P<id>...) finding the student id in zip paths")
+    grade.add_argument("--force", action="store_true", help="regrade students already graded")
+    grade.set_defaults(run=_grade)
+
+    merge = commands.add_parser("merge", help="merge shard folders into one grades.csv")
+    merge.add_argument("out", type=Path, help="folder receiving the merged results")
+    merge.add_argument("shards", type=Path, nargs="*", help="shard output folders")
+    merge.set_defaults(run=_merge)
+
+    export = commands.add_parser("export", help="rewrite grades.csv from a grading folder")
+    export.add_argument("out", type=Path, nargs="?", default=DEFAULT_OUT)
+    export.set_defaults(run=_merge, shards=[])
+
+    feedback = commands.add_parser("feedback", help="one zip of feedback HTML per student")
+    feedback.add_argument("out", type=Path, nargs="?", default=DEFAULT_OUT)
+    feedback.add_argument("--dest", type=Path, help="default: OUT/feedback_zips")
+    feedback.set_defaults(run=_feedback)
+
+    demo = commands.add_parser("demo", help="grade the example submissions offline")
+    _add_grading_options(demo)
+    demo.set_defaults(run=_demo, out=Path("grading-demo"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The nbgrader course behind the lab, configured in code (no nbgrader_config.py to edit).
+
+nbgrader wants a course folder (`source/`, `release/`, `submitted/`, `autograded/`,
+`feedback/` and a gradebook). Each command builds one in a working folder from the master
+sources, so the repository holds only the markdown masters and the generated release.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import nbformat
+from traitlets.config import Config
+
+from autograder.notebook_source import NOTEBOOK_NAMES, build_masters
+
+ASSIGNMENT = "lora_lab"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RELEASE_DIR = REPO_ROOT / "notebooks"
+
+
+class NbgraderError(RuntimeError):
+    """An nbgrader step failed; the message carries nbgrader's log."""
+
+
+def course_config(root: Path) -> Config:
+    """nbgrader settings shared by every command (release, autograde, feedback)."""
+    c = Config()
+    c.CourseDirectory.root = str(root)
+    c.CourseDirectory.course_id = ASSIGNMENT
+    c.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
+    c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".DS_Store"]
+    return c
+
+
+def nbgrader_api(root: Path, config: Config | None = None):
+    """An NbGraderAPI on the course folder `root`."""
+    from nbgrader.apps import NbGraderAPI  # slow import: only when nbgrader is needed
+
+    merged = course_config(root)
+    if config is not None:
+        merged.merge(config)
+    return NbGraderAPI(config=merged)
+
+
+def _checked(result: dict, what: str) -> dict:
+    if not result.get("success"):
+        raise NbgraderError(f"nbgrader {what} failed:\n{result.get('error') or result.get('log')}")
+    return result
+
+
+def generate_release_into(root: Path) -> Path:
+    """nbgrader generate_assignment on the course folder `root` (masters already in source/).
+
+    Also records the assignment, its notebooks and graded cells in root's gradebook.
+    """
+    _checked(nbgrader_api(root).generate_assignment(ASSIGNMENT, force=True, create=True),
+             "generate_assignment")
+    return root / "release" / ASSIGNMENT
+
+
+def generate_release(dest: Path) -> list[Path]:
+    """Build the masters and let nbgrader generate the student notebooks into `dest`."""
+    with tempfile.TemporaryDirectory(prefix="lora-release-") as tmp:
+        root = Path(tmp)
+        build_masters(root / "source" / ASSIGNMENT)
+        generate_release_into(root)
+        dest.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in NOTEBOOK_NAMES:
+            src = root / "release" / ASSIGNMENT / f"{name}.ipynb"
+            nb = nbformat.read(src, as_version=4)
+            path = dest / src.name
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n",
+                            encoding="utf-8")
+            written.append(path)
+    return written
+
+
+def release_is_current(release_dir: Path = RELEASE_DIR) -> list[str]:
+    """Names of the notebooks in `release_dir` that differ from a fresh release (empty: current)."""
+    with tempfile.TemporaryDirectory(prefix="lora-release-check-") as tmp:
+        fresh = {p.name: p.read_text(encoding="utf-8") for p in generate_release(Path(tmp))}
+    stale = []
+    for name, text in fresh.items():
+        current = release_dir / name
+        if not current.is_file() or current.read_text(encoding="utf-8") != text:
+            stale.append(name)
+    return stale
+

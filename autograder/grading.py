@@ -1,0 +1,241 @@
+"""Grading one student: nbgrader autograde, one notebook at a time, in a private course copy.
+
+`grade_student` runs in its own process (see `autograder.worker`) so that nothing a student's
+code does can reach another student's grade. For each notebook it:
+
+1. checks the file is there and is a readable notebook (else: `notebook missing` /
+   `notebook unreadable`, zero points for that notebook only);
+2. runs `nbgrader autograde` on that notebook alone, so a crash costs that notebook only;
+   deleted or edited test cells are restored from the masters by nbgrader; a dead kernel is
+   retried once; each cell has a timeout (longer for cells tagged `training`);
+3. reads every graded cell's points from the private gradebook and renders feedback HTML.
+
+Earlier notebooks are loaded from the masters (`LORA_LAB_CARRY_DIR`), so each step is graded on
+a correct base. The result is written atomically as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+from traitlets.config import Config
+
+from autograder.course import ASSIGNMENT, nbgrader_api
+from autograder.notebook_source import NOTEBOOK_NAMES
+from autograder.submissions import STAGING_ERROR
+
+# Statuses of a notebook, from best to worst.
+GRADED = "graded"
+TIMED_OUT = "timed out"
+KERNEL_DIED = "kernel died"
+MISSING = "notebook missing"
+UNREADABLE = "notebook unreadable"
+FAILED = "grading failed"
+TRAINING_TAG = "training"
+
+
+@dataclass
+class GradeOptions:
+    """Limits applied to each student's kernels."""
+
+    cell_timeout: int = 120        # seconds per cell
+    training_timeout: int = 900    # seconds for cells tagged `training`
+    memory_gb: float = 16.0        # address-space limit of every kernel (0: none)
+    cpu_seconds: int = 3600        # CPU-time limit of every kernel (0: none)
+    max_output_lines: int = 200    # lines kept per cell output in the graded copy
+    no_network: bool = True        # run kernels without network where the OS allows it
+
+
+@dataclass
+class NotebookResult:
+    name: str
+    status: str
+    score: float = 0.0
+    max_score: float = 0.0
+    tests: dict[str, float] = field(default_factory=dict)      # grade_id -> points obtained
+    max_tests: dict[str, float] = field(default_factory=dict)  # grade_id -> points possible
+    failed: dict[str, str] = field(default_factory=dict)       # grade_id -> error summary
+    manual: dict[str, float] = field(default_factory=dict)     # written answers: max points, graded by hand
+    seconds: float = 0.0
+
+
+@dataclass
+class StudentResult:
+    student_id: str
+    notebooks: list[NotebookResult]
+    seconds: float = 0.0
+    digest: str = ""  # of the staged files: a resumed run regrades only what changed
+    report: dict = field(default_factory=dict)
+
+    @property
+    def score(self) -> float:
+        return sum(nb.score for nb in self.notebooks)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "StudentResult":
+        data = json.loads(text)
+        data["notebooks"] = [NotebookResult(**nb) for nb in data["notebooks"]]
+        return cls(**data)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(tmp, path)
+
+
+def _timeout_for(options: GradeOptions):
+    def timeout(cell) -> int:
+        tags = cell.get("metadata", {}).get("tags", [])
+        return options.training_timeout if TRAINING_TAG in tags else options.cell_timeout
+    return timeout
+
+
+def autograde_config(options: GradeOptions, notebook: str, sockets: Path) -> Config:
+    """nbgrader settings for grading one notebook (the defaults are wrong for this lab).
+
+    Kernels talk over Unix sockets named after `sockets` (an absolute path prefix), so they
+    need no network interface at all.
+    """
+    c = Config()
+    c.CourseDirectory.notebook_id = notebook
+    c.Execute.timeout = options.cell_timeout
+    c.Execute.timeout_func = _timeout_for(options)
+    c.Execute.interrupt_on_timeout = True
+    c.Execute.execute_retries = 1                 # a dead kernel is retried once
+    c.Execute.raise_on_iopub_timeout = False
+    c.KernelManager.transport = "ipc"
+    c.KernelManager.ip = str(sockets)
+    c.OverwriteCells.add_missing_cells = True     # deleted test cells come back and are graded
+    c.LimitOutput.max_lines = options.max_output_lines
+    c.LimitOutput.max_traceback = 50
+    c.ClearMetadataPreprocessor.enabled = False
+    return c
+
+
+def _failure_summary(cell) -> str:
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            return f"{output.get('ename')}: {output.get('evalue')}"[:500]
+    return ""
+
+
+def _notebook_status(autograded: Path) -> str:
+    nb = nbformat.read(autograded, as_version=4)
+    names = {o.get("ename") for c in nb.cells for o in c.get("outputs", [])
+             if o.get("output_type") == "error"}
+    return TIMED_OUT if "CellTimeoutError" in names else GRADED
+
+
+def _read_scores(root: Path, student: str, notebook: str, result: NotebookResult) -> None:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        submission = gb.find_submission_notebook(notebook, ASSIGNMENT, student)
+        for grade in submission.grades:
+            if grade.name in result.tests:
+                result.tests[grade.name] = float(grade.auto_score or 0.0)
+    result.score = sum(result.tests.values())
+
+
+def _points_possible(root: Path, notebook: str) -> tuple[dict[str, float], dict[str, float]]:
+    """(autograded test cells, written answers graded by hand): grade_id -> max points."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        cells = gb.find_notebook(notebook, ASSIGNMENT).grade_cells
+        auto = {c.name: float(c.max_score) for c in cells if c.cell_type == "code"}
+        manual = {c.name: float(c.max_score) for c in cells if c.cell_type != "code"}
+    return auto, manual
+
+
+def _readable(path: Path) -> bool:
+    try:
+        nbformat.validate(nbformat.read(path, as_version=4))
+        return True
+    except Exception:  # any parse or schema error means the same thing here
+        return False
+
+
+def grade_student(template: Path, staged: Path, student: str, workdir: Path,
+                  feedback_dir: Path, options: GradeOptions) -> StudentResult:
+    """Grade one student's staged files in a private copy of the template course."""
+    start = time.perf_counter()
+    root = workdir / "course"
+    shutil.copytree(template, root)
+    submitted = root / "submitted" / student / ASSIGNMENT
+    submitted.mkdir(parents=True)
+    env_dir = workdir / "env"
+    os.environ.update({
+        "LORA_LAB_GRADING": "1",
+        "LORA_LAB_CARRY_DIR": str(root / "source" / ASSIGNMENT),
+        "LORA_LAB_DATA_DIR": str(env_dir / "data"),
+        "LORA_LAB_IMG_DIR": str(env_dir / "img"),
+        "HF_HUB_OFFLINE": "1",
+    })
+    staging_error = (staged / STAGING_ERROR).is_file()
+    results = []
+    for name in NOTEBOOK_NAMES:
+        nb_start = time.perf_counter()
+        auto, manual = _points_possible(root, name)
+        result = NotebookResult(name, GRADED, max_score=sum(auto.values()), max_tests=auto,
+                                tests=dict.fromkeys(auto, 0.0), manual=manual)
+        source = staged / f"{name}.ipynb"
+        if not source.is_file():
+            result.status = UNREADABLE if staging_error else MISSING
+        elif not _readable(source):
+            result.status = UNREADABLE
+        else:
+            shutil.copy2(source, submitted / source.name)
+            _autograde_one(root, student, name, options, result)
+        result.seconds = round(time.perf_counter() - nb_start, 2)
+        results.append(result)
+    feedback = _generate_feedback(root, student, options)
+    if feedback is not None:
+        shutil.copytree(feedback, feedback_dir, dirs_exist_ok=True)
+    return StudentResult(student, results, seconds=round(time.perf_counter() - start, 2))
+
+
+def _autograde_one(root: Path, student: str, name: str, options: GradeOptions,
+                   result: NotebookResult) -> None:
+    api = nbgrader_api(root, autograde_config(options, name, root.parent / "kernel"))
+    outcome = api.autograde(ASSIGNMENT, student, force=True, create=True)
+    autograded = root / "autograded" / student / ASSIGNMENT / f"{name}.ipynb"
+    if not outcome.get("success") or not autograded.is_file():
+        log = (outcome.get("error") or "") + (outcome.get("log") or "")
+        result.status = KERNEL_DIED if "DeadKernel" in log or "kernel died" in log.lower() else FAILED
+        result.failed["_grading"] = log[-1500:]
+        return
+    result.status = _notebook_status(autograded)
+    _read_scores(root, student, name, result)
+    nb = nbformat.read(autograded, as_version=4)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in result.max_tests and result.tests.get(grade_id, 0) < result.max_tests[grade_id]:
+            summary = _failure_summary(cell)
+            if summary:
+                result.failed[grade_id] = summary
+
+
+def _generate_feedback(root: Path, student: str, options: GradeOptions) -> Path | None:
+    if not (root / "autograded" / student / ASSIGNMENT).is_dir():
+        return None
+    c = Config()
+    c.CourseDirectory.notebook_id = "*"
+    api = nbgrader_api(root, c)
+    outcome = api.generate_feedback(ASSIGNMENT, student, force=True)
+    folder = root / "feedback" / student / ASSIGNMENT
+    return folder if outcome.get("success") and folder.is_dir() else None

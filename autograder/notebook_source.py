@@ -1,0 +1,146 @@
+"""Build nbgrader master notebooks from their reviewable markdown sources.
+
+A master source (`autograder/masters/NN_name.md`) is markdown. Text becomes markdown cells;
+fenced blocks become cells, their info string says which kind:
+
+    ```python                                   an ordinary code cell
+    ```python setup                             locked code cell (imports, data, helpers)
+    ```python solution id=lora_layer            exercise cell (### BEGIN/END SOLUTION inside)
+    ```python test id=test_shapes points=2      locked, graded test cell
+    ```markdown answer id=q1 points=1           a written answer, graded by hand
+    ```markdown                                 a markdown cell of its own (splits text)
+
+Any block also takes `tags=a,b` (cell tags: `carry` marks cells that later notebooks re-run,
+`training` gets the long timeout when grading). In code, `{{ solutions.NAME }}` is replaced by
+the source of `autograder.solutions.NAME`, so reference code and masters never drift apart.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import nbformat
+
+from autograder import solutions
+
+MASTERS_DIR = Path(__file__).resolve().parent / "masters"
+NOTEBOOK_NAMES = (
+    "01_lora_layer",
+    "02_lora_wrapper",
+    "03_lora_injection",
+    "04_classification_head",
+    "05_training",
+    "06_inference",
+)
+_FENCE = re.compile(r"^```(\w+)[ \t]*(.*)$")
+_SUBSTITUTION = re.compile(r"\{\{\s*solutions\.(\w+)\s*\}\}")
+_KINDS = {"", "setup", "solution", "test", "answer"}
+
+
+def _solution_source(match: re.Match) -> str:
+    name = match.group(1)
+    if not hasattr(solutions, name):
+        raise ValueError(f"autograder.solutions has no {name!r}")
+    return inspect.getsource(getattr(solutions, name)).rstrip("\n")
+
+
+def _parse_info(info: str, where: str) -> tuple[str, dict[str, str]]:
+    words = info.split()
+    kind = words[0] if words and "=" not in words[0] else ""
+    attrs = dict(w.split("=", 1) for w in words[1 if kind else 0:])
+    if kind not in _KINDS:
+        raise ValueError(f"{where}: unknown cell kind {kind!r}")
+    if kind in ("solution", "test", "answer") and "id" not in attrs:
+        raise ValueError(f"{where}: a {kind} cell needs an id=")
+    if kind in ("test", "answer") and "points" not in attrs:
+        raise ValueError(f"{where}: a {kind} cell needs points=")
+    return kind, attrs
+
+
+def _nbgrader_metadata(kind: str, attrs: dict[str, str]) -> dict | None:
+    base = {"schema_version": 3, "task": False}
+    if kind == "solution":
+        return {**base, "grade": False, "solution": True, "locked": False, "grade_id": attrs["id"]}
+    if kind == "test":
+        return {**base, "grade": True, "solution": False, "locked": True,
+                "grade_id": attrs["id"], "points": float(attrs["points"])}
+    if kind == "answer":
+        return {**base, "grade": True, "solution": True, "locked": False,
+                "grade_id": attrs["id"], "points": float(attrs["points"])}
+    if kind == "setup":
+        return {**base, "grade": False, "solution": False, "locked": True,
+                "grade_id": attrs.get("id", "")}
+    return None
+
+
+def _make_cell(lang: str, kind: str, attrs: dict[str, str], text: str):
+    if lang == "markdown":
+        cell = nbformat.v4.new_markdown_cell(text)
+    else:
+        cell = nbformat.v4.new_code_cell(_SUBSTITUTION.sub(_solution_source, text))
+    meta = _nbgrader_metadata(kind, attrs)
+    if meta is not None:
+        cell.metadata["nbgrader"] = meta
+    if "tags" in attrs:
+        cell.metadata["tags"] = attrs["tags"].split(",")
+    return cell
+
+
+def parse_master(text: str, name: str = "<master>") -> nbformat.NotebookNode:
+    """The nbgrader master notebook described by a markdown source."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    prose: list[str] = []
+    lines = text.splitlines()
+    i = 0
+
+    def flush_prose() -> None:
+        body = "\n".join(prose).strip("\n")
+        if body.strip():
+            nb.cells.append(nbformat.v4.new_markdown_cell(body))
+        prose.clear()
+
+    while i < len(lines):
+        fence = _FENCE.match(lines[i])
+        if not fence:
+            prose.append(lines[i])
+            i += 1
+            continue
+        where = f"{name}:{i + 1}"
+        lang, (kind, attrs) = fence.group(1), _parse_info(fence.group(2), where)
+        end = next((j for j in range(i + 1, len(lines)) if lines[j] == "```"), None)
+        if end is None:
+            raise ValueError(f"{where}: code block never closed")
+        flush_prose()
+        nb.cells.append(_make_cell(lang, kind, attrs, "\n".join(lines[i + 1:end])))
+        i = end + 1
+    flush_prose()
+    _check_unique_ids(nb, name)
+    for index, cell in enumerate(nb.cells):  # stable ids: a rebuild gives identical files
+        cell.id = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell-{index:02d}"
+    return nb
+
+
+def _check_unique_ids(nb: nbformat.NotebookNode, name: str) -> None:
+    ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+           if c.metadata.get("nbgrader", {}).get("grade_id")]
+    duplicates = {i for i in ids if ids.count(i) > 1}
+    if duplicates:
+        raise ValueError(f"{name}: duplicate grade ids {sorted(duplicates)}")
+
+
+def build_masters(dest: Path, names: tuple[str, ...] = NOTEBOOK_NAMES) -> list[Path]:
+    """Write the master notebooks (with solutions and hidden tests) into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in names:
+        source = MASTERS_DIR / f"{name}.md"
+        nb = parse_master(source.read_text(encoding="utf-8"), source.name)
+        path = dest / f"{name}.ipynb"
+        nbformat.write(nb, path)
+        written.append(path)
+    return written

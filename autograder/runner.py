@@ -1,0 +1,228 @@
+"""Grading a whole class: stage, grade every student in its own process, merge, summarise.
+
+    stage_submissions -> OUT/staging/<student>/
+    prepare_template  -> OUT/work/template/ (masters, nbgrader gradebook)
+    one worker process per student (`--jobs N` at a time; `--shard i/N` for a cluster array)
+        -> OUT/results/<student>.json and OUT/feedback/<student>/*.html
+    merge_results     -> OUT/grades.csv, summary table
+
+Results are written atomically and carry a digest of the student's files: a run that was
+interrupted, or run again on the same folder, regrades only students without a current result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from autograder.course import ASSIGNMENT, generate_release_into
+from autograder.grading import (FAILED, GRADED, GradeOptions, NotebookResult, StudentResult,
+                                write_atomically)
+from autograder.notebook_source import NOTEBOOK_NAMES, build_masters
+from autograder.submissions import Submission, stage_submissions
+
+STUDENT_TIMEOUT_MARGIN = 600  # seconds on top of the per-cell limits before a worker is killed
+
+
+@dataclass
+class RunSummary:
+    graded: list[str]
+    skipped: list[str]
+    failed: list[str]   # students whose grading itself failed (worker crashed or killed)
+    network_isolated: bool
+
+
+def submission_digest(folder: Path) -> str:
+    """SHA-256 over the relative paths and bytes of every file in `folder`."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def prepare_template(dest: Path) -> Path:
+    """A course folder with the masters and a gradebook that knows the assignment."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    build_masters(dest / "source" / ASSIGNMENT)
+    generate_release_into(dest)
+    shutil.rmtree(dest / "release", ignore_errors=True)
+    return dest
+
+
+@lru_cache(maxsize=1)
+def network_isolation_available() -> bool:
+    """True when `unshare -rn` can start a process without network here."""
+    if not shutil.which("unshare"):
+        return False
+    try:
+        return subprocess.run(["unshare", "-rn", "true"], capture_output=True,
+                              timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _limits(options: GradeOptions):
+    def apply() -> None:
+        os.setsid()
+        if options.memory_gb:
+            limit = int(options.memory_gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        if options.cpu_seconds:
+            resource.setrlimit(resource.RLIMIT_CPU, (options.cpu_seconds, options.cpu_seconds))
+    return apply
+
+
+def _failed_result(student: str, digest: str, reason: str) -> StudentResult:
+    notebooks = [NotebookResult(name, FAILED, failed={"_grading": reason}) for name in NOTEBOOK_NAMES]
+    return StudentResult(student, notebooks, digest=digest)
+
+
+def _student_timeout(options: GradeOptions) -> int:
+    return len(NOTEBOOK_NAMES) * (options.training_timeout + 4 * options.cell_timeout) \
+        + STUDENT_TIMEOUT_MARGIN
+
+
+def grade_one(template: Path, submission: Submission, out: Path, options: GradeOptions,
+              digest: str) -> bool:
+    """Run the worker for one student; True when it produced a result."""
+    command = [sys.executable, "-m", "autograder.worker", "--template", str(template),
+               "--staged", str(submission.folder), "--student", submission.student_id,
+               "--out", str(out), "--digest", digest, "--options", json.dumps(asdict(options))]
+    if options.no_network and network_isolation_available():
+        command = ["unshare", "-rn", *command]
+    log_path = out / "logs" / f"{submission.student_id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   preexec_fn=_limits(options), cwd=template.parent)
+        try:
+            returncode = process.wait(timeout=_student_timeout(options))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+            returncode = "killed after the time limit"
+    result_path = out / "results" / f"{submission.student_id}.json"
+    if returncode == 0 and result_path.is_file():
+        return True
+    write_atomically(result_path, _failed_result(
+        submission.student_id, digest, f"worker exited with {returncode}; see {log_path}").to_json())
+    return False
+
+
+def _current_result(out: Path, student: str, digest: str) -> bool:
+    path = out / "results" / f"{student}.json"
+    if not path.is_file():
+        return False
+    try:
+        result = StudentResult.from_json(path.read_text(encoding="utf-8"))
+    except (ValueError, TypeError, KeyError):
+        return False
+    return result.digest == digest and all(nb.status != FAILED for nb in result.notebooks)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'2/8' -> (2, 8): this run grades students number 2, 10, 18, ... (0-based)."""
+    if not text:
+        return 0, 1
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like INDEX/COUNT (e.g. 0/4), got {text!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {text}: INDEX must be between 0 and COUNT-1.")
+    return index, count
+
+
+def grade_submissions(source: Path, out: Path, jobs: int = 1, options: GradeOptions | None = None,
+                      id_pattern: str | None = None, shard: str | None = None,
+                      force: bool = False, progress: bool = True) -> RunSummary:
+    """Grade every student of `source` (a folder or an LMS zip) into `out`."""
+    options = options or GradeOptions()
+    out = Path(out).resolve()
+    submissions = stage_submissions(Path(source), out / "staging", id_pattern)
+    index, count = parse_shard(shard)
+    mine = [s for i, s in enumerate(submissions) if i % count == index]
+    template = prepare_template(out / "work" / f"template-{index}")
+    todo, skipped = [], []
+    for submission in mine:
+        digest = submission_digest(submission.folder)
+        if not force and _current_result(out, submission.student_id, digest):
+            skipped.append(submission.student_id)
+        else:
+            todo.append((submission, digest))
+    graded, failed = [], []
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, \
+            tqdm(total=len(todo), unit="student", desc="grading", disable=not progress) as bar:
+        futures = {pool.submit(grade_one, template, s, out, options, d): s for s, d in todo}
+        for future in futures:
+            (graded if future.result() else failed).append(futures[future].student_id)
+            bar.update(1)
+    return RunSummary(graded, skipped, failed,
+                      options.no_network and network_isolation_available())
+
+
+def load_results(out: Path) -> list[StudentResult]:
+    """Every student's result in `out/results` (merged shards included), by student id."""
+    paths = sorted((Path(out) / "results").glob("*.json"))
+    return [StudentResult.from_json(p.read_text(encoding="utf-8")) for p in paths]
+
+
+def overall_status(result: StudentResult) -> str:
+    """'graded', or the notebooks that were not, e.g. '03_lora_injection: timed out'."""
+    problems = [f"{nb.name}: {nb.status}" for nb in result.notebooks if nb.status != GRADED]
+    return "; ".join(problems) or GRADED
+
+
+def grades_table(results: list[StudentResult]) -> pd.DataFrame:
+    """One row per student: total, per-notebook and per-test points, status."""
+    rows = []
+    for result in results:
+        row = {"student": result.student_id, "status": overall_status(result),
+               "total": result.score,
+               "max_total": sum(nb.max_score for nb in result.notebooks),
+               "manual_points_to_grade": sum(sum(nb.manual.values()) for nb in result.notebooks)}
+        for nb in result.notebooks:
+            row[nb.name] = nb.score
+        for nb in result.notebooks:
+            for test, points in nb.tests.items():
+                row[f"{nb.name}:{test}"] = points
+        row["seconds"] = result.seconds
+        row.update(result.report)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def merge_results(out: Path, extra_dirs: list[Path] = ()) -> pd.DataFrame:
+    """Copy results of other shard folders into `out`, then write `out/grades.csv` atomically."""
+    out = Path(out)
+    for folder in extra_dirs:
+        for sub in ("results", "feedback"):
+            if (Path(folder) / sub).is_dir():
+                shutil.copytree(Path(folder) / sub, out / sub, dirs_exist_ok=True)
+    table = grades_table(load_results(out))
+    write_atomically(out / "grades.csv", table.to_csv(index=False))
+    return table
+
+
+def summary_text(table: pd.DataFrame) -> str:
+    """The table printed at the end of a run: one line per student."""
+    if table.empty:
+        return "no student graded"
+    columns = ["student", "total", "max_total", *NOTEBOOK_NAMES, "status"]
+    shown = table[[c for c in columns if c in table.columns]].copy()
+    shown.columns = [c.split("_")[0] if c in NOTEBOOK_NAMES else c for c in shown.columns]
+    return shown.to_string(index=False, float_format=lambda v: f"{v:g}")

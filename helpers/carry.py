@@ -1,0 +1,102 @@
+"""Reuse your own code from an earlier notebook of the lab.
+
+    from helpers.carry import from_notebook
+    LoRALayer = from_notebook("01_lora_layer", "LoRALayer")
+
+runs the exercise cells of `01_lora_layer.ipynb` (the cells nbgrader marks as solution cells,
+plus cells tagged `carry`, which re-import what those need) in a fresh module and hands back
+the names asked for. The notebook is read as last saved, from the folder of the running
+notebook. The autograder sets `LORA_LAB_CARRY_DIR` to the reference notebooks so that each
+step is graded on a correct base: a mistake in step 1 only costs points in step 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from pathlib import Path
+
+import nbformat
+
+CARRY_DIR_VAR = "LORA_LAB_CARRY_DIR"
+CARRY_TAG = "carry"
+
+_cache: dict[tuple[str, int, int], types.ModuleType] = {}
+
+
+class CarryForwardError(RuntimeError):
+    """Code from an earlier notebook could not be loaded; the message says what to do."""
+
+
+def notebook_path(name: str) -> Path:
+    """Where the earlier notebook `name` (e.g. '01_lora_layer') is read from."""
+    folder = Path(os.environ.get(CARRY_DIR_VAR) or Path.cwd())
+    path = folder / (name if name.endswith(".ipynb") else f"{name}.ipynb")
+    if not path.is_file():
+        raise CarryForwardError(
+            f"{path.name} not found in {folder}. Keep the lab's notebooks together in one folder "
+            f"and start Jupyter so that this notebook runs from it (or set {CARRY_DIR_VAR})."
+        )
+    return path
+
+
+def _is_carried(cell: nbformat.NotebookNode) -> bool:
+    if cell.cell_type != "code":
+        return False
+    grading = cell.metadata.get("nbgrader", {})
+    return bool(grading.get("solution")) or CARRY_TAG in cell.metadata.get("tags", [])
+
+
+def load_notebook_module(name: str) -> types.ModuleType:
+    """Run the exercise cells of notebook `name` once per saved version; returns the module."""
+    path = notebook_path(name)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key in _cache:
+        return _cache[key]
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:  # nbformat raises several types for a damaged file
+        raise CarryForwardError(f"{path.name} cannot be read as a notebook ({exc}).") from None
+    cells = [c for c in nb.cells if _is_carried(c)]
+    if not cells:
+        raise CarryForwardError(
+            f"{path.name} has no exercise cells (their metadata may have been removed). "
+            "Copy your code into a fresh copy of the released notebook."
+        )
+    module = types.ModuleType(f"lab_{path.stem}", f"Exercise cells of {path.name}")
+    module.__file__ = str(path)
+    sys.modules[module.__name__] = module  # so classes defined there pickle and introspect
+    for index, cell in enumerate(cells):
+        label = cell.metadata.get("nbgrader", {}).get("grade_id") or f"carry cell {index + 1}"
+        try:
+            code = compile(cell.source, f"{path.name} [{label}]", "exec")
+            exec(code, module.__dict__)
+        except CarryForwardError:
+            raise
+        except Exception as exc:
+            hint = (" If a module is missing, put its import inside that exercise cell."
+                    if isinstance(exc, NameError) else "")
+            raise CarryForwardError(
+                f"Running cell '{label}' of {path.name} failed with {type(exc).__name__}: {exc}. "
+                f"Fix it in {path.name}, save that notebook, then re-run this cell.{hint}"
+            ) from exc
+    _cache[key] = module
+    return module
+
+
+def from_notebook(name: str, *names: str):
+    """The objects `names` defined by the exercise cells of notebook `name`.
+
+    One name gives the object itself, several give a tuple in the same order.
+    """
+    module = load_notebook_module(name)
+    missing = [n for n in names if not hasattr(module, n)]
+    if missing:
+        raise CarryForwardError(
+            f"{Path(module.__file__).name} does not define {', '.join(missing)}: keep the names "
+            "the exercise asks for, save that notebook, then re-run this cell."
+        )
+    found = tuple(getattr(module, n) for n in names)
+    return found[0] if len(found) == 1 else found

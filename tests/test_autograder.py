@@ -1,0 +1,182 @@
+"""The autograder end to end: known submissions get exact points, broken ones the right
+status, and nothing one student does changes another's grade."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from autograder.__main__ import main as cli
+from autograder.examples import (complete_solution, deleted_test_cell, infinite_loop,
+                                 killed_kernel, write_examples, write_submission)
+from autograder.grading import GRADED, KERNEL_DIED, MISSING, TIMED_OUT, UNREADABLE
+from autograder.runner import load_results, merge_results, parse_shard
+from autograder.submissions import STAGING_ERROR, SubmissionError, stage_submissions
+
+FULL = {"01_lora_layer": 6, "02_lora_wrapper": 5, "03_lora_injection": 8,
+        "04_classification_head": 10, "05_training": 9, "06_inference": 7}
+
+
+# --- staging (fast) --------------------------------------------------------------------------
+
+def _zip_bytes(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_stage_folder_of_folders_and_zips(tmp_path):
+    source = tmp_path / "collected"
+    (source / "alice" / "work" / "img").mkdir(parents=True)
+    (source / "alice" / "work" / "01_lora_layer.ipynb").write_text("{}")
+    (source / "alice" / "work" / "rapport.md").write_text("# r")
+    (source / "alice" / "work" / "img" / "loss_curve.png").write_bytes(b"png")
+    (source / "alice" / "notes.txt").write_text("ignored")
+    (source / "bob.zip").write_bytes(_zip_bytes({
+        "bob/02_lora_wrapper.ipynb": b"{}", "__MACOSX/bob/._02_lora_wrapper.ipynb": b"x"}))
+    (source / "carol.zip").write_bytes(b"this is not a zip")
+    staged = {s.student_id: s.folder for s in stage_submissions(source, tmp_path / "staging")}
+    assert sorted(staged) == ["alice", "bob", "carol"]
+    assert sorted(p.relative_to(staged["alice"]).as_posix() for p in staged["alice"].rglob("*")
+                  if p.is_file()) == ["01_lora_layer.ipynb", "img/loss_curve.png", "rapport.md"]
+    assert [p.name for p in staged["bob"].iterdir()] == ["02_lora_wrapper.ipynb"]
+    assert "not a readable zip" in (staged["carol"] / STAGING_ERROR).read_text()
+
+
+def test_stage_lms_zip_with_moodle_names_and_nested_zip(tmp_path):
+    lms = tmp_path / "export.zip"
+    lms.write_bytes(_zip_bytes({
+        "Alice Martin_12345_assignsubmission_file_/01_lora_layer.ipynb": b"{}",
+        "Bob Durand_67890_assignsubmission_file_/work.zip":
+            _zip_bytes({"lab/03_lora_injection.ipynb": b"{}", "lab/rapport.md": b"# r"}),
+    }))
+    staged = {s.student_id: s.folder for s in stage_submissions(lms, tmp_path / "staging")}
+    assert sorted(staged) == ["12345", "67890"]
+    assert sorted(p.name for p in staged["67890"].iterdir()) == ["03_lora_injection.ipynb", "rapport.md"]
+
+
+def test_stage_lms_zip_with_custom_pattern(tmp_path):
+    lms = tmp_path / "export.zip"
+    lms.write_bytes(_zip_bytes({"s-001__01_lora_layer.ipynb": b"{}",
+                                "s-002__01_lora_layer.ipynb": b"{}"}))
+    staged = stage_submissions(lms, tmp_path / "staging", id_pattern=r"^(?P<id>s-\d+)__")
+    assert [s.student_id for s in staged] == ["s-001", "s-002"]
+    with pytest.raises(SubmissionError, match="id-pattern"):
+        stage_submissions(lms, tmp_path / "again", id_pattern=r"^(?P<id>x-\d+)__")
+
+
+def test_parse_shard():
+    assert parse_shard(None) == (0, 1) and parse_shard("2/8") == (2, 8)
+    for bad in ("8/8", "a/b", "3"):
+        with pytest.raises(ValueError):
+            parse_shard(bad)
+
+
+# --- grading (slow: real nbgrader runs in grading mode) ---------------------------------------
+
+def _broken_submission() -> dict:
+    """Every kind of breakage in one student, one per notebook."""
+    notebooks = complete_solution()
+    notebooks["01_lora_layer"] = deleted_test_cell()["01_lora_layer"]
+    notebooks["02_lora_wrapper"] = infinite_loop()["02_lora_wrapper"]
+    notebooks["04_classification_head"] = killed_kernel()["04_classification_head"]
+    return notebooks
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("grading")
+    submissions = root / "submissions"
+    write_examples(submissions, ["complete", "untouched", "out_head_wrapped", "injection_twice"])
+    broken = write_submission(_broken_submission(), submissions / "broken")
+    (broken / "05_training.ipynb").write_text('{"cells": [ not json')
+    (broken / "06_inference.ipynb").unlink()
+    out = root / "out"
+    code = cli(["grade", str(submissions), "--out", str(out), "--jobs", "2",
+                "--cell-timeout", "40"])
+    return code, out, {r.student_id: r for r in load_results(out)}
+
+
+def _scores(result) -> dict[str, float]:
+    return {nb.name: nb.score for nb in result.notebooks}
+
+
+@pytest.mark.slow
+def test_exit_code_and_outputs(graded):
+    code, out, results = graded
+    assert code == 0  # students failing is not the grader failing
+    table = pd.read_csv(out / "grades.csv")
+    assert sorted(table["student"]) == ["broken", "complete", "injection_twice",
+                                        "out_head_wrapped", "untouched"]
+    assert {"total", "max_total", "status", "03_lora_injection",
+            "03_lora_injection:hidden_injection_gpt2"} <= set(table.columns)
+    assert (out / "feedback" / "complete" / "01_lora_layer.html").is_file()
+
+
+@pytest.mark.slow
+def test_complete_solution_gets_full_marks(graded):
+    result = graded[2]["complete"]
+    assert _scores(result) == FULL
+    assert all(nb.status == GRADED for nb in result.notebooks)
+
+
+@pytest.mark.slow
+def test_untouched_release_scores_zero_on_every_test(graded):
+    result = graded[2]["untouched"]
+    assert all(points == 0 for nb in result.notebooks for points in nb.tests.values())
+    assert all(nb.max_score == FULL[nb.name] for nb in result.notebooks)
+
+
+@pytest.mark.slow
+def test_classic_mistakes_lose_exactly_the_checks_they_break(graded):
+    results = graded[2]
+    for student in ("out_head_wrapped", "injection_twice"):
+        nb03 = next(nb for nb in results[student].notebooks if nb.name == "03_lora_injection")
+        lost = {test for test, points in nb03.tests.items() if points < nb03.max_tests[test]}
+        expected = {"test_injection_counts", "hidden_injection_gpt2"}
+        if student == "out_head_wrapped":
+            expected |= {"hidden_injection_recursion"}
+        assert lost == expected, student
+        others = {k: v for k, v in _scores(results[student]).items() if k != "03_lora_injection"}
+        assert others == {k: v for k, v in FULL.items() if k != "03_lora_injection"}
+
+
+@pytest.mark.slow
+def test_broken_notebooks_get_their_status_and_cost_only_themselves(graded):
+    result = graded[2]["broken"]
+    status = {nb.name: nb.status for nb in result.notebooks}
+    assert status == {"01_lora_layer": GRADED, "02_lora_wrapper": TIMED_OUT,
+                      "03_lora_injection": GRADED, "04_classification_head": KERNEL_DIED,
+                      "05_training": UNREADABLE, "06_inference": MISSING}
+    scores = _scores(result)
+    assert scores["01_lora_layer"] == FULL["01_lora_layer"]  # deleted test cell restored, graded
+    assert scores["03_lora_injection"] == FULL["03_lora_injection"]
+    assert scores["02_lora_wrapper"] == 0 and scores["04_classification_head"] == 0
+
+
+@pytest.mark.slow
+def test_hidden_checks_are_not_revealed_in_feedback(graded):
+    out = graded[1]
+    html = (out / "feedback" / "untouched" / "03_lora_injection.html").read_text()
+    assert "checks.gpt2_rank_8" in html            # the call is shown...
+    assert "LORA_PARAMS_RANK_8" not in html        # ...but not the check's code
+    assert "def gpt2_rank_8" not in html
+
+
+@pytest.mark.slow
+def test_rerun_skips_unchanged_students_and_merge_is_stable(graded, tmp_path):
+    code, out, results = graded
+    before = (out / "grades.csv").read_text()
+    merged = merge_results(out)
+    assert merged.to_csv(index=False) == before
+    shard_out = tmp_path / "merged"
+    assert cli(["merge", str(shard_out), str(out)]) == 0
+    assert pd.read_csv(shard_out / "grades.csv").equals(pd.read_csv(out / "grades.csv"))

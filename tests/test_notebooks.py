@@ -1,0 +1,118 @@
+"""The six lab notebooks: masters run clean in grading mode, the release is current, holds no
+solution and no hidden test, and its exercises fail as stubs until students fill them."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from autograder import solutions
+from autograder.course import RELEASE_DIR, release_is_current
+from autograder.notebook_source import NOTEBOOK_NAMES, build_masters, parse_master
+
+pytestmark = pytest.mark.slow
+
+
+def _run(folder: Path, name: str, env_dir: Path, monkeypatch) -> nbformat.NotebookNode:
+    monkeypatch.setenv("LORA_LAB_GRADING", "1")
+    monkeypatch.setenv("LORA_LAB_DATA_DIR", str(env_dir / "data"))
+    monkeypatch.setenv("LORA_LAB_IMG_DIR", str(env_dir / "img"))
+    nb = nbformat.read(folder / f"{name}.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, allow_errors=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(folder)}}).execute()
+    return nb
+
+
+def _errors(nb) -> list[tuple[str, str]]:
+    found = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.output_type == "error":
+                label = cell.metadata.get("nbgrader", {}).get("grade_id") or cell.source[:40]
+                found.append((label, f"{output.ename}: {output.evalue}"))
+    return found
+
+
+def _text(nb) -> str:
+    return "\n".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+
+
+@pytest.fixture(scope="module")
+def executed_masters(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("masters")
+    build_masters(folder)
+    env_dir = tmp_path_factory.mktemp("env")
+    with pytest.MonkeyPatch.context() as mp:
+        return {name: _run(folder, name, env_dir, mp) for name in NOTEBOOK_NAMES}
+
+
+@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
+def test_master_runs_without_error_in_grading_mode(executed_masters, name):
+    assert _errors(executed_masters[name]) == []
+
+
+def test_injection_and_head_counts_are_printed_exactly(executed_masters):
+    assert ("trainable params: 1,327,104 || all params: 164,364,288 || trainable%: 0.8074"
+            in _text(executed_masters["03_lora_injection"]))
+    assert ("trainable params: 1,328,642 || all params: 125,768,450 || trainable%: 1.0564"
+            in _text(executed_masters["04_classification_head"]))
+
+
+def test_training_notebook_writes_the_report_plots(executed_masters, tmp_path_factory):
+    text = _text(executed_masters["05_training"])
+    assert "loss_curve.png" in text and "accuracy_curve.png" in text
+
+
+def test_release_is_current():
+    assert release_is_current() == [], "run `python -m autograder release` and commit notebooks/"
+
+
+def _solution_lines() -> set[str]:
+    source = inspect.getsource(solutions)
+    blocks = re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", source, flags=re.S)
+    return {line.strip() for block in blocks for line in block.splitlines()
+            if len(line.strip()) > 12 and not line.strip().startswith("#")}
+
+
+@pytest.mark.parametrize("name", NOTEBOOK_NAMES)
+def test_release_has_no_solution_and_no_hidden_test(name):
+    nb = nbformat.read(RELEASE_DIR / f"{name}.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS", "autograder"):
+        assert marker not in code
+    leaked = [line for line in _solution_lines() if line in code]
+    assert leaked == []
+    stubs = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")
+             and c.cell_type == "code"]
+    assert stubs and all("raise NotImplementedError()" in c.source for c in stubs)
+
+
+def test_masters_have_stable_documented_ids():
+    for name in NOTEBOOK_NAMES:
+        nb = parse_master((Path(__file__).parents[1] / "autograder" / "masters" / f"{name}.md")
+                          .read_text(encoding="utf-8"), name)
+        ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata]
+        assert len(ids) == len(set(ids))
+        assert any(c.metadata["nbgrader"].get("solution") for c in nb.cells if "nbgrader" in c.metadata)
+
+
+def test_release_exercises_fail_as_stubs(tmp_path, monkeypatch):
+    """Every visible test of the untouched release fails, starting from NotImplementedError."""
+    folder = tmp_path / "release"
+    folder.mkdir()
+    for name in NOTEBOOK_NAMES:
+        (folder / f"{name}.ipynb").write_bytes((RELEASE_DIR / f"{name}.ipynb").read_bytes())
+    for name in NOTEBOOK_NAMES:
+        nb = _run(folder, name, tmp_path, monkeypatch)
+        visible_tests = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+                         if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
+                         and not c.source.lstrip().startswith("#")]
+        errors = _errors(nb)
+        failed = {label for label, _ in errors}
+        assert visible_tests and set(visible_tests) <= failed, name
+        assert any("NotImplementedError" in err for _, err in errors), name
