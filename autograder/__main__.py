@@ -103,6 +103,18 @@ def _demo(args: argparse.Namespace) -> int:
     return _print_run(out, summary)
 
 
+def _check_report(args: argparse.Namespace) -> int:
+    from autograder.report_check import check_report
+
+    if not args.path.is_dir():
+        print(f"{args.path} is not a folder: give the folder that holds rapport.md "
+              "(e.g. `python -m autograder check-report .`).", file=sys.stderr)
+        return 2
+    check = check_report(args.path)
+    print(check.to_markdown())
+    return 0 if not check.findings else 1
+
+
 def _add_grading_options(parser: argparse.ArgumentParser) -> None:
     defaults = GradeOptions()
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -155,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="grade the example submissions offline")
     _add_grading_options(demo)
     demo.set_defaults(run=_demo, out=Path("grading-demo"))
+
+    report = commands.add_parser(
+        "check-report", help="check rapport.md against the template and the notebooks' outputs",
+        description="Check a submission's rapport.md: sections answered, header filled, images "
+                    "present, quoted numbers found in the notebooks' outputs. Exit status: 0 "
+                    "complete with no finding, 1 findings to fix, 2 usage error.")
+    report.add_argument("path", type=Path,
+                        help="submission folder: rapport.md, img/ and the executed notebooks")
+    report.set_defaults(run=_check_report)
     return parser
 
 

@@ -155,13 +155,18 @@ def load_pretrained_gpt2(model_name: str = "gpt2-small (124M)",
     return model.eval()
 
 
-def load_lab_gpt2(model_name: str = "gpt2-small (124M)", **config_overrides) -> GPTModel:
+def load_lab_gpt2(model_name: str = "gpt2-small (124M)", grading_n_layers: int | None = None,
+                  **config_overrides) -> GPTModel:
     """The lab's base model: pretrained GPT-2, or random weights in grading mode.
 
-    Grading mode ($LORA_LAB_GRADING=1) keeps the exact architecture, so parameter counts and
-    shapes are those of the real model, but downloads nothing.
+    Grading mode ($LORA_LAB_GRADING=1) downloads nothing and keeps the exact architecture, so
+    parameter counts and shapes are those of the real model; `grading_n_layers` keeps only
+    that many transformer blocks there (same widths), for notebooks that train rather than
+    count.
     """
     if grading_mode():
+        if grading_n_layers is not None:
+            config_overrides["n_layers"] = grading_n_layers
         torch.manual_seed(123)
         return GPTModel(gpt_config(model_name, **config_overrides)).eval()
     return load_pretrained_gpt2(model_name, **config_overrides)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 from helpers.download import DownloadError, download_file, is_reachable
 from helpers.modes import grading_mode
@@ -353,3 +353,29 @@ def spam_loaders(batch_size: int = 8, seed: int = 123, max_length: int | None = 
     return SpamLoaders(make_loader(train, shuffle=True, **options),
                        make_loader(validation, **options),
                        make_loader(test, **options))
+
+
+def describe_batching(loader) -> dict:
+    """How a loader batches: {'batch_size', 'order', 'padding', 'text'}.
+
+    order: 'length-bucketed' (LengthBucketSampler; batches of similar lengths, shuffled
+    order of batches when the loader shuffles), 'shuffled' or 'in order'; padding: 'per batch'
+    or 'to N' tokens. Loaders that are not this module's DataLoaders give 'unknown' fields.
+    """
+    info = {"batch_size": None, "order": "unknown", "padding": "unknown"}
+    if isinstance(loader, DataLoader):
+        sampler = loader.batch_sampler
+        if isinstance(sampler, LengthBucketSampler):
+            info["batch_size"] = sampler.batch_size
+            info["order"] = "length-bucketed" + (", shuffled" if sampler.shuffle else "")
+        else:
+            info["batch_size"] = loader.batch_size
+            info["order"] = "shuffled" if isinstance(loader.sampler, RandomSampler) else "in order"
+        collate = loader.collate_fn
+        if isinstance(collate, _Collator):
+            info["padding"] = "per batch" if collate.pad_to is None else f"to {collate.pad_to}"
+    size = f"batches of {info['batch_size']}" if info["batch_size"] else "batches"
+    info["text"] = f"{size}, {info['order']}, padded {info['padding']}"
+    if info["order"] == "unknown":
+        info["text"] = f"{type(loader).__name__} (batching unknown)"
+    return info

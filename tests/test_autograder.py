@@ -101,7 +101,7 @@ def graded(tmp_path_factory):
     (broken / "06_inference.ipynb").unlink()
     out = root / "out"
     code = cli(["grade", str(submissions), "--out", str(out), "--jobs", "2",
-                "--cell-timeout", "40"])
+                "--cell-timeout", "60"])
     return code, out, {r.student_id: r for r in load_results(out)}
 
 
@@ -166,7 +166,7 @@ def test_broken_notebooks_get_their_status_and_cost_only_themselves(graded):
 def test_hidden_checks_are_not_revealed_in_feedback(graded):
     out = graded[1]
     html = (out / "feedback" / "untouched" / "03_lora_injection.html").read_text()
-    assert "checks.gpt2_rank_8" in html            # the call is shown...
+    assert "gpt2_rank_8" in html                   # the call is shown...
     assert "LORA_PARAMS_RANK_8" not in html        # ...but not the check's code
     assert "def gpt2_rank_8" not in html
 
