@@ -1,6 +1,7 @@
 """python -m autograder COMMAND: the instructor's commands (nbgrader underneath, nothing to configure).
 
   release   regenerate the student notebooks (notebooks/) from the masters
+  student-pack  the zip to hand to students (release + helpers, no solutions)
   grade     grade a folder or LMS zip of submissions: grades.csv, feedback, summary
   merge     merge shard folders (e.g. from a Slurm array) into one grades.csv
   export    rewrite grades.csv from the results of a grading folder
@@ -26,6 +27,13 @@ DEFAULT_OUT = Path("grading")
 def _release(args: argparse.Namespace) -> int:
     for path in generate_release(args.dest):
         print(f"wrote {path}")
+    return 0
+
+
+def _student_pack(args: argparse.Namespace) -> int:
+    from autograder.student_pack import build_student_pack
+
+    print(f"wrote {build_student_pack(args.dest)}")
     return 0
 
 
@@ -139,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--dest", type=Path, default=RELEASE_DIR,
                          help=f"output folder (default: {RELEASE_DIR})")
     release.set_defaults(run=_release)
+
+    pack = commands.add_parser("student-pack", help="zip of what students get (no solutions)")
+    pack.add_argument("--dest", type=Path, default=Path("dist"), help="default: ./dist")
+    pack.set_defaults(run=_student_pack)
 
     grade = commands.add_parser("grade", help="grade a folder or LMS zip of submissions")
     grade.add_argument("submissions", type=Path,

@@ -4,11 +4,11 @@ status, and nothing one student does changes another's grade."""
 from __future__ import annotations
 
 import io
-import json
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 
@@ -180,3 +180,32 @@ def test_rerun_skips_unchanged_students_and_merge_is_stable(graded, tmp_path):
     shard_out = tmp_path / "merged"
     assert cli(["merge", str(shard_out), str(out)]) == 0
     assert pd.read_csv(shard_out / "grades.csv").equals(pd.read_csv(out / "grades.csv"))
+
+
+@pytest.mark.slow
+def test_slurm_merge_script_merges_shards(graded, tmp_path):
+    """Results split over two shard folders merge (with merge.sh) into the same grades.csv."""
+    out = graded[1]
+    students = sorted(p.stem for p in (out / "results").glob("*.json"))
+    for index, student in enumerate(students):
+        shard = tmp_path / f"shard-{index % 2}"
+        (shard / "results").mkdir(parents=True, exist_ok=True)
+        (shard / "results" / f"{student}.json").write_bytes(
+            (out / "results" / f"{student}.json").read_bytes())
+    script = Path(__file__).parents[1] / "autograder" / "slurm" / "merge.sh"
+    subprocess.run(["bash", str(script), str(tmp_path)], check=True, capture_output=True)
+    assert pd.read_csv(tmp_path / "grades.csv").equals(pd.read_csv(out / "grades.csv"))
+
+
+@pytest.mark.slow
+def test_parallel_run_equals_serial_run(graded, tmp_path):
+    out = graded[1]
+    subset = tmp_path / "subset"
+    for student in ("complete", "untouched"):
+        shutil.copytree(out / "staging" / student, subset / student)
+    assert cli(["grade", str(subset), "--out", str(tmp_path / "serial"), "--jobs", "1"]) == 0
+    serial = {r.student_id: r for r in load_results(tmp_path / "serial")}
+    for student in ("complete", "untouched"):
+        parallel = graded[2][student]
+        assert [(nb.name, nb.status, nb.tests) for nb in serial[student].notebooks] == \
+               [(nb.name, nb.status, nb.tests) for nb in parallel.notebooks]

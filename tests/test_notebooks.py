@@ -72,11 +72,28 @@ def test_release_is_current():
     assert release_is_current() == [], "run `python -m autograder release` and commit notebooks/"
 
 
-def _solution_lines() -> set[str]:
+# Lines any training or inference code has: not a sign of a leaked solution on their own.
+GENERIC_LINES = {"model.eval()", "with torch.no_grad():", "loss.backward()", "optimizer.step()",
+                 "return loss.item()", "return model",
+                 "context_length = model.pos_emb.weight.shape[0]",
+                 "max_length = context_length if max_length is None else min(max_length, context_length)"}
+
+
+def _solution_fragments() -> set[tuple[str, ...]]:
+    """Each solution block as pairs of consecutive lines (the line itself if it is alone),
+    leaving out pairs made only of generic lines."""
     source = inspect.getsource(solutions)
-    blocks = re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", source, flags=re.S)
-    return {line.strip() for block in blocks for line in block.splitlines()
-            if len(line.strip()) > 12 and not line.strip().startswith("#")}
+    fragments = set()
+    for block in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", source, flags=re.S):
+        lines = [ln.strip() for ln in block.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        fragments |= set(zip(lines, lines[1:])) if len(lines) > 1 else {tuple(lines)}
+    return {f for f in fragments if not set(f) <= GENERIC_LINES}
+
+
+def _leaked(code: str) -> list[tuple[str, ...]]:
+    lines = [ln.strip() for ln in code.splitlines() if ln.strip()]
+    present = set(lines) | set(zip(lines, lines[1:]))
+    return [f for f in _solution_fragments() if (f[0] if len(f) == 1 else f) in present]
 
 
 @pytest.mark.parametrize("name", NOTEBOOK_NAMES)
@@ -85,8 +102,7 @@ def test_release_has_no_solution_and_no_hidden_test(name):
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS", "autograder"):
         assert marker not in code
-    leaked = [line for line in _solution_lines() if line in code]
-    assert leaked == []
+    assert _leaked(code) == []
     stubs = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")
              and c.cell_type == "code"]
     assert stubs and all("raise NotImplementedError()" in c.source for c in stubs)
@@ -116,3 +132,22 @@ def test_release_exercises_fail_as_stubs(tmp_path, monkeypatch):
         failed = {label for label, _ in errors}
         assert visible_tests and set(visible_tests) <= failed, name
         assert any("NotImplementedError" in err for _, err in errors), name
+
+
+def test_student_pack_has_release_and_helpers_but_no_solutions(tmp_path):
+    import zipfile
+
+    from autograder.student_pack import build_student_pack
+
+    with zipfile.ZipFile(build_student_pack(tmp_path)) as archive:
+        names = archive.namelist()
+        assert not [n for n in names if "/autograder/" in n]
+        for name in NOTEBOOK_NAMES:
+            shipped = archive.read(f"lora-lab/notebooks/{name}.ipynb")
+            assert shipped == (RELEASE_DIR / f"{name}.ipynb").read_bytes()
+        code = "\n".join(archive.read(n).decode() for n in names if n.endswith(".py"))
+        code += "\n".join(c.source for n in names if n.endswith(".ipynb")
+                          for c in nbformat.reads(archive.read(n).decode(), as_version=4).cells)
+        assert 'packages = ["helpers"]' in archive.read("lora-lab/pyproject.toml").decode()
+    assert _leaked(code) == []
+    assert "lora-lab/helpers/gpt.py" in names and "lora-lab/rapport_template.md" in names

@@ -1,0 +1,58 @@
+"""The zip handed to students: the release notebooks and `helpers/`, without `autograder/`.
+
+This repository is the instructor's: `autograder/` holds the solutions and hidden checks, so
+students get this pack instead of a clone. It installs the same way (`pip install -r
+requirements.txt`), with a pyproject that packages `helpers` only.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+from autograder.course import REPO_ROOT
+
+PACK_NAME = "lora-lab"
+SHIPPED = [
+    "notebooks/*.ipynb",
+    "helpers/*.py",
+    "data/README.md",
+    "img/README.md",
+    "rapport_template.md",
+    "requirements.txt",
+]
+STUDENT_README = """# LoRA from scratch — student pack
+
+1. Optionally create a virtual environment: `python -m venv .venv`, then activate it.
+2. Install: `pip install -r requirements.txt`, then check: `python -m helpers`.
+3. Run `jupyter lab`, open `notebooks/01_lora_layer.ipynb` and work in order up to
+   `06_inference.ipynb`. Keep the six notebooks together in `notebooks/`: each one reuses your
+   code from the previous ones.
+4. Write `rapport.md` from `rapport_template.md`; the plots are saved in `img/`.
+5. Hand in the six executed notebooks, `rapport.md` and `img/`.
+
+Downloads (SMS Spam Collection, GPT-2 weights, ~550 MB) go to `data/` on first use. Without
+internet: see `data/README.md`.
+"""
+
+
+def _student_pyproject() -> str:
+    text = (REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    text = re.sub(r'packages = \[[^\]]*\]', 'packages = ["helpers"]', text)
+    return re.sub(r"\n\[tool\.pytest\.ini_options\].*", "\n", text, flags=re.S)
+
+
+def build_student_pack(dest: Path) -> Path:
+    """Write `dest/lora-lab.zip` (everything under a top folder `lora-lab/`)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive_path = dest / f"{PACK_NAME}.zip"
+    tmp = archive_path.with_suffix(".zip.part")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for pattern in SHIPPED:
+            for path in sorted(REPO_ROOT.glob(pattern)):
+                archive.write(path, f"{PACK_NAME}/{path.relative_to(REPO_ROOT).as_posix()}")
+        archive.writestr(f"{PACK_NAME}/pyproject.toml", _student_pyproject())
+        archive.writestr(f"{PACK_NAME}/README.md", STUDENT_README)
+    tmp.replace(archive_path)
+    return archive_path
