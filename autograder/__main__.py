@@ -112,15 +112,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _check_report(args: argparse.Namespace) -> int:
-    from autograder.report_check import check_report
+    from helpers.report_check import main as check_report_main
 
-    if not args.path.is_dir():
-        print(f"{args.path} is not a folder: give the folder that holds rapport.md "
-              "(e.g. `python -m autograder check-report .`).", file=sys.stderr)
-        return 2
-    check = check_report(args.path)
-    print(check.to_markdown())
-    return 0 if not check.findings else 1
+    return check_report_main([str(args.path)])
 
 
 def _add_grading_options(parser: argparse.ArgumentParser) -> None:

@@ -10,6 +10,9 @@ code does can reach another student's grade. For each notebook it:
    retried once; each cell has a timeout (longer for cells tagged `training`);
 3. reads every graded cell's points from the private gradebook and renders feedback HTML.
 
+It then checks `rapport.md` against the student's own executed notebooks
+(`helpers.report_check`): three report columns in grades.csv, `rapport.html` in the feedback.
+
 Earlier notebooks are loaded from the masters (`LORA_LAB_CARRY_DIR`), so each step is graded on
 a correct base. The result is written atomically as JSON.
 """
@@ -30,6 +33,7 @@ from traitlets.config import Config
 from autograder.course import ASSIGNMENT, nbgrader_api
 from autograder.notebook_source import NOTEBOOK_NAMES
 from autograder.submissions import STAGING_ERROR
+from helpers.report_check import check_report
 
 # Statuses of a notebook, from best to worst.
 GRADED = "graded"
@@ -206,7 +210,11 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
     feedback = _generate_feedback(root, student, options)
     if feedback is not None:
         shutil.copytree(feedback, feedback_dir, dirs_exist_ok=True)
-    return StudentResult(student, results, seconds=round(time.perf_counter() - start, 2))
+    report = check_report(staged)  # the student's own outputs, not the grading-mode rerun
+    feedback_dir.mkdir(parents=True, exist_ok=True)
+    write_atomically(feedback_dir / "rapport.html", report.to_html())
+    return StudentResult(student, results, seconds=round(time.perf_counter() - start, 2),
+                         report=report.summary_columns())
 
 
 def _autograde_one(root: Path, student: str, name: str, options: GradeOptions,

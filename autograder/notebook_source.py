@@ -24,16 +24,10 @@ from pathlib import Path
 import nbformat
 
 from autograder import solutions
+from helpers.paths import LAB_NOTEBOOKS
 
 MASTERS_DIR = Path(__file__).resolve().parent / "masters"
-NOTEBOOK_NAMES = (
-    "01_lora_layer",
-    "02_lora_wrapper",
-    "03_lora_injection",
-    "04_classification_head",
-    "05_training",
-    "06_inference",
-)
+NOTEBOOK_NAMES = LAB_NOTEBOOKS
 _FENCE = re.compile(r"^```(\w+)[ \t]*(.*)$")
 _SUBSTITUTION = re.compile(r"\{\{\s*solutions\.(\w+)\s*\}\}")
 _KINDS = {"", "setup", "solution", "test", "answer"}

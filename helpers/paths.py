@@ -10,6 +10,14 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+LAB_NOTEBOOKS = (  # the lab's notebooks, in order
+    "01_lora_layer",
+    "02_lora_wrapper",
+    "03_lora_injection",
+    "04_classification_head",
+    "05_training",
+    "06_inference",
+)
 DATA_DIR_VAR = "LORA_LAB_DATA_DIR"
 IMG_DIR_VAR = "LORA_LAB_IMG_DIR"
 

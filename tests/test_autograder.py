@@ -119,6 +119,9 @@ def test_exit_code_and_outputs(graded):
     assert {"total", "max_total", "status", "03_lora_injection",
             "03_lora_injection:hidden_injection_gpt2"} <= set(table.columns)
     assert (out / "feedback" / "complete" / "01_lora_layer.html").is_file()
+    # no rapport.md in the examples: the report check says so, in grades.csv and in feedback
+    assert set(table["report_complete"]) == {"no"}
+    assert "rapport" in (out / "feedback" / "complete" / "rapport.html").read_text().lower()
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from PIL import Image
 
 from autograder.__main__ import main as cli
 from autograder.notebook_source import NOTEBOOK_NAMES
-from autograder.report_check import (HEADER, IMAGE, MISSING_REPORT, MISSING_SECTION, NO_ANSWER,
+from helpers.report_check import (HEADER, IMAGE, MISSING_REPORT, MISSING_SECTION, NO_ANSWER,
                                      NOTEBOOK, NUMBER, TEMPLATE_PATH, TEMPLATE_TEXT, check_report)
 from helpers.env_info import environment_report
 from helpers.params import trainable_parameters_line
@@ -34,10 +34,9 @@ def _params_line(trainable: int, total: int) -> str:
 
 def _initial_loss(loss: float) -> str:
     expected = math.log(2)
+    message = "The fresh model predicts every class about equally, as it should."
     return str(InitialLossReport(loss, expected, abs(loss - expected),
-                                 abs(loss - expected) / expected, True,
-                                 "The fresh model predicts every class about equally, as it should.",
-                                 2, 0.1))
+                                 abs(loss - expected) / expected, True, message, 2, 0.1))
 
 
 TEST_CELL = {"nbgrader": {"grade": True, "solution": False, "locked": True, "grade_id": "t"}}
@@ -51,28 +50,28 @@ OUTPUTS = {
         ("print_trainable_parameters(model)", _params_line(163_037_184, 163_037_184) + "\n", False),
         ("replace_linear_with_lora(model, rank=8, alpha=16)\nfreeze_and_activate_lora(model)",
          _params_line(1_327_104, 164_364_288) + "\n", False),
-        ("assert trainable == 1_327_104", "72 layers wrapped, 1,327,104 trainable of 164,364,288: OK\n",
-         True),
+        ("assert trainable == 1_327_104",
+         "72 layers wrapped, 1,327,104 trainable of 164,364,288: OK\n", True),
     ],
     "04_classification_head": [
         ("add_classification_head(model, num_classes=2)",
          "Linear(in_features=768, out_features=2, bias=True)\n"
          + _params_line(1_328_642, 125_768_450) + "\n", False),
-        ("print(initial_loss_check(model, batch, num_classes=2))", _initial_loss(0.6974) + "\n", False),
+        ("print(initial_loss_check(model, batch, num_classes=2))",
+         _initial_loss(0.6974) + "\n", False),
     ],
     "05_training": [
         ("optimizer = make_optimizer(model, lr=5e-4, weight_decay=0.1)",
          "epoch 1: 41.7 s, train acc 71.25%, validation acc 68.75%\n", False),
         ("print(f'test accuracy: {test_accuracy:.2%}')",
-         "train accuracy (end of training, eval mode): 71.25%\nvalidation accuracy: 68.75%\n"
-         "test accuracy: 65.62%\n", False),
+         ("train accuracy (end of training, eval mode): 71.25%\nvalidation accuracy: 68.75%\n"
+          "test accuracy: 65.62%\n"), False),
         ("print(environment_report(seed=SEED, device=device))", ENV_TABLE + "\n", False),
     ],
     "06_inference": [
         ("classify_text(text, model, tokenizer, device, MAX_LENGTH)",
-         "spam  54.1%  You are a winner you have been specially selected to receive $1000 cash\n"
-         " ham  51.3%  Hey, just wanted to check if we're still on for dinner tonight? Let me know!\n",
-         False),
+         ("spam  54.1%  You are a winner you have been specially selected to receive $1000\n"
+          " ham  51.3%  Hey, just wanted to check if we're still on for dinner tonight?\n"), False),
         ("print(classify_text(text, model, tokenizer, device, MAX_LENGTH), text)",
          "('ham', 0.5234117507934570) Your parcel is waiting, confirm your address here\n", False),
     ],
@@ -89,13 +88,14 @@ Q4 = ("La perte par batch baisse vite puis devient bruitée (batchs de 8 message
       "entraînement 71,25 %, validation 68,75 %, test 65,62 %. Une époque dure 41,7 s sur mon CPU.")
 Q5 = ("Le test (65.6 %) est plus bas que l'entraînement (71.3 %) : les mesures sont faites en "
       "mode évaluation après l'entraînement, l'écart vient du modèle qui a vu ces messages.")
+SECTION_6_TITLE = "6. Inférence (`06_inference`)"
 SECTION_6 = ("« You are a winner… » : spam à 54,1 % ; « Hey, just wanted… » : ham à 51,3 %. "
              "Mon message « Your parcel is waiting » est classé ham (0,52) : une erreur, le "
              "modèle n'a vu que 1045 messages.")
 ANSWERS = ["Dupont, Jeanne", "21901234", ENV_TABLE,
-           "`B` nul donne une sortie nulle au départ ; `alpha / rank` règle l'échelle de la mise à jour.",
+           "`B` nul donne une sortie nulle au départ ; `alpha / rank` règle l'échelle.",
            "Le wrapper doit partager les poids d'origine : une copie doublerait la mémoire.",
-           "Les `nn.Linear` deviennent des `LinearWithLoRA` ; B = 0, donc les sorties sont identiques.",
+           "Les `nn.Linear` deviennent des `LinearWithLoRA` ; B = 0 : mêmes sorties.",
            Q2, Q3, Q4, Q5, SECTION_6,
            "LoRA entraîne moins de 1 % des paramètres ; limite : le temps d'une époque sur CPU."]
 
@@ -179,7 +179,7 @@ def test_cli_exit_codes(submission, tmp_path, capsys):
     ("Q3", "1,328,642", "1,735,304"),
     ("Q4", "65,62 %", "91,20 %"),
     ("Q4", "41,7 s", "12 s"),
-    ("6. Inférence (`06_inference`)", "54,1 %", "97,3 %"),
+    (SECTION_6_TITLE, "54,1 %", "97,3 %"),
 ])
 def test_number_no_run_printed_is_flagged_at_its_section(submission, section, old, new):
     _edit_report(submission, old, new)
@@ -320,15 +320,19 @@ def test_missing_report_is_a_finding(tmp_path):
     assert "rapport.md" in check.to_html()
 
 
-def test_missing_or_unexecuted_notebooks_are_reported(submission):
+def test_missing_unreadable_or_unexecuted_notebooks_are_reported(submission):
     (submission / "06_inference.ipynb").unlink()
+    (submission / "01_lora_layer.ipynb").write_text("{not json")
     nb = nbformat.read(submission / "05_training.ipynb", as_version=4)
     for cell in nb.cells:
         cell.outputs = []
     nbformat.write(nb, submission / "05_training.ipynb")
     check = check_report(submission)
-    assert ("notebooks", NOTEBOOK) in _kinds(check)
-    assert {f.section for f in check.unmatched_numbers} == {"Q4", "Q5", "6. Inférence (`06_inference`)"}
+    notebooks = [f.detail for f in check.findings if f.kind == NOTEBOOK]
+    expected = [("unreadable", "01_lora_layer"), ("never executed", "05_training"),
+                ("not found", "06_inference")]
+    assert len(notebooks) == 3 and all(a in d and b in d for (a, b), d in zip(expected, notebooks))
+    assert {f.section for f in check.unmatched_numbers} == {"Q4", "Q5", SECTION_6_TITLE}
     assert check.complete, "the report itself is filled in"
 
 

@@ -15,7 +15,10 @@ student; it awards no points. Findings, by kind:
 - `number`: a number quoted in Q2-Q5 or section 6 that no notebook printed (see below);
 - `notebook`: a notebook missing, unreadable or never executed.
 
-The report is *complete* when it has no finding of the first five kinds.
+The report is *complete* when its only findings, if any, are `number` and `notebook` ones.
+`python -m helpers.report_check PATH` (or, for instructors, `python -m autograder check-report
+PATH`) prints `to_markdown()` and exits 0 when there is no
+finding at all, 1 when there is any, 2 when PATH is not a folder.
 
 Which numbers are checked, in the student's own lines of Q2, Q3, Q4, Q5 and section 6:
 percentages (`0,81 %`), decimals (`0.8074`, `12,3`), durations (`164 s`, `2,7 min`) and integers
@@ -53,14 +56,14 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from urllib.parse import unquote
 
 import nbformat
 from PIL import Image
 
-from autograder.course import REPO_ROOT
-from autograder.notebook_source import NOTEBOOK_NAMES
+from helpers.paths import LAB_NOTEBOOKS as NOTEBOOK_NAMES
+from helpers.paths import REPO_ROOT
 
 REPORT_NAME = "rapport.md"
 TEMPLATE_PATH = REPO_ROOT / "rapport_template.md"
@@ -149,9 +152,11 @@ class ReportCheck:
         return list(groups.items())
 
     def _overview(self) -> list[str]:
-        return [f"Rapport complet / report complete: {'oui / yes' if self.complete else 'non / no'}",
+        complete = "oui / yes" if self.complete else "non / no"
+        return [f"Rapport complet / report complete: {complete}",
                 f"Points à corriger / findings: {len(self.findings)}",
-                f"Nombres absents des sorties / numbers in no output: {len(self.unmatched_numbers)}"]
+                f"Nombres absents des sorties / numbers in no output: "
+                f"{len(self.unmatched_numbers)}"]
 
     def to_markdown(self) -> str:
         """What to fix, as markdown (also what `check-report` prints)."""
@@ -364,7 +369,7 @@ def _image_problem(folder: Path, link: str) -> str | None:
         with Image.open(path) as image:
             image_format = image.format
             image.verify()
-    except Exception:  # Pillow raises many types for damaged files; all mean the same here
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):  # damaged file
         return "image illisible / not a readable image"
     if image_format not in IMAGE_FORMATS:
         return f"format {image_format} : PNG ou JPEG attendu / PNG or JPEG expected"
@@ -485,7 +490,10 @@ def _plain(line: str) -> str:
 
 
 def _snippet(line: str, number: _Number, width: int = 40) -> str:
-    start, end = max(0, number.start - width), number.end + width
+    """The words around `number` in `line`."""
+    start = line.rfind(" ", 0, max(0, number.start - width)) + 1
+    end = line.find(" ", number.end + width)
+    end = len(line) if end < 0 else end
     return ("…" if start else "") + _norm(line[start:end]) + ("…" if end < len(line) else "")
 
 
@@ -560,8 +568,8 @@ def check_report(folder: Path, template: Path = TEMPLATE_PATH) -> ReportCheck:
     spec = _Template.read(template)
     report = _find_report(folder)
     if report is None:
-        return ReportCheck(folder, [Finding(REPORT_NAME, MISSING_REPORT,
-                                            f"{REPORT_NAME} introuvable dans / not found in {folder}")])
+        missing = f"{REPORT_NAME} introuvable dans / not found in {folder}"
+        return ReportCheck(folder, [Finding(REPORT_NAME, MISSING_REPORT, missing)])
     start, parts = _report_parts(_read_markdown(report), spec)
     texts, notebook_findings = _notebook_texts(folder)
     printed = _Printed([*texts, spec.text], GPT2_SIZES)
@@ -602,3 +610,26 @@ def _figure_count_findings(spec: _Template, report_parts: list[_Part]) -> list[F
     return [Finding(asked[0].title, IMAGE, f"le modèle demande {wanted} figures, le rapport en "
                     f"insère {linked} / the template asks for {wanted} figures, the report "
                     f"links {linked}")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m helpers.report_check PATH`: print the findings; exit 0 (none), 1, or 2."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m helpers.report_check",
+                                     description="Check rapport.md before handing it in.")
+    parser.add_argument("path", type=Path, nargs="?", default=Path("."),
+                        help="folder holding rapport.md, img/ and the notebooks (default: .)")
+    args = parser.parse_args(argv)
+    if not args.path.is_dir():
+        print(f"{args.path} is not a folder: give the folder that holds rapport.md.",
+              file=sys.stderr)
+        return 2
+    check = check_report(args.path)
+    print(check.to_markdown())
+    return 0 if not check.findings else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

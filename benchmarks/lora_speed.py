@@ -1,0 +1,427 @@
+"""LoRA fine-tuning speed: the original lab's pipeline against the pack's, side by side.
+
+One run, one machine, one table: seconds per epoch, real tokens per second, peak memory and
+the speed-up over the original lab for
+
+- the original lab: every message padded to 256 tokens, float32;
+- padding to the longest message of the training split, float32;
+- transformers + PEFT (when both are installed): Hugging Face's GPT2ForSequenceClassification
+  with PEFT LoRA rank 8 on c_attn, attn.c_proj, mlp.c_fc and mlp.c_proj, padding per batch,
+  float32;
+- the pack before this benchmark's changes: padding per batch, float32;
+- the pack's defaults: `spam_loaders()` and `train_classifier()` as they are;
+- the pack's fastest settings: `spam_loaders(bucket=True)` and `train_classifier()`.
+
+Setup (as the design notes' reference figures): GPT-2 small shapes with random weights, LoRA
+rank 8, alpha 16 on every Linear but the head, a 2-class head, AdamW (lr 5e-4, weight decay
+0.1), batch 8, the real 1,045-message training split (131 batches per epoch).
+
+A full epoch of the original pipeline takes 12 minutes here, so each pipeline times the same
+fixed sample of its epoch's batches, after two warm-up steps, and extrapolates the mean to
+the epoch's 131 batches. The sample is stratified: the epoch's batches sorted by their longest
+message, then `--batches` of them evenly spaced in that order. Pipelines that batch the same
+way (every one but the bucketed one) therefore time exactly the same messages; the bucketed
+one times batches of its own epoch, chosen by the same rule. Each pipeline runs in its own
+process (fresh allocator, clean memory high-water mark), one after the other.
+
+Memory: the peak resident set size (RSS) of that process while training, read from Linux'
+VmHWM after resetting it just before the first timed step (`/proc/self/clear_refs`), and how
+much it rose above the RSS of the loaded model. Elsewhere the process' `ru_maxrss` (peak since
+start) is reported instead.
+
+    python -m benchmarks.lora_speed --threads 2           # from the repository root
+    python -m benchmarks.lora_speed --threads 2 --grading # + seconds to grade one submission
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_SMS = REPO.parent / "shared" / "data" / "SMSSpamCollection"
+FIXED_LENGTH = 256
+SEED = 123
+BATCH_SIZE = 8
+
+PIPELINES = {
+    "original": "original lab: pad to 256, fp32",
+    "longest": "pad to the longest message ({longest}), fp32",
+    "peft": "transformers + PEFT, padding per batch, fp32",
+    "pack_fp32": "pack, padding per batch, fp32 (before this benchmark)",
+    "defaults": "pack defaults: spam_loaders() + train_classifier()",
+    "fastest": "pack fastest: spam_loaders(bucket=True) + train_classifier()",
+}
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process' RSS high-water mark (Linux 4.0+); False where impossible."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
+            clear.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mib(reset_worked: bool) -> tuple[float, str]:
+    hwm = _status_kib("VmHWM")
+    if reset_worked and hwm is not None:
+        return hwm / 1024, "VmHWM"
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return maxrss / scale, "ru_maxrss"
+
+
+def current_rss_mib() -> float | None:
+    rss = _status_kib("VmRSS")
+    return None if rss is None else rss / 1024
+
+
+def stratified_sample(batches, n: int) -> list[int]:
+    """Indices of `n` batches evenly spaced in the order of their longest real message."""
+    order = sorted(range(len(batches)), key=lambda i: (int(batches[i].last_idx.max()), i))
+    if n >= len(order):
+        return sorted(order)
+    picks = {order[round(k * (len(order) - 1) / max(n - 1, 1))] for k in range(n)}
+    return sorted(picks)
+
+
+# --- one pipeline, in its own process --------------------------------------------------------
+
+def _own_model():
+    import torch
+
+    from autograder.solutions import (
+        add_classification_head,
+        freeze_and_activate_lora,
+        replace_linear_with_lora,
+    )
+    from helpers.gpt import GPTModel, gpt_config
+
+    torch.manual_seed(SEED)
+    model = GPTModel(gpt_config("124M"))
+    replace_linear_with_lora(model, rank=8, alpha=16)
+    freeze_and_activate_lora(model)
+    return add_classification_head(model)
+
+
+def _peft_model():
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    torch.manual_seed(SEED)
+    config = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, num_labels=2,
+                        pad_token_id=50256)
+    model = GPT2ForSequenceClassification(config)
+    lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, task_type="SEQ_CLS",
+                      target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True)
+    return get_peft_model(model, lora)
+
+
+def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from autograder.solutions import last_token_logits, make_optimizer, train_step
+    from helpers.params import count_parameters
+    from helpers.spam_data import describe_batching, spam_loaders
+    from helpers.training import train_classifier
+
+    if threads:
+        torch.set_num_threads(threads)
+    longest = spam_loaders(BATCH_SIZE, SEED, path=sms).train.dataset.max_length
+    loader_options = {
+        "original": dict(pad_to=FIXED_LENGTH, bucket=False),
+        "longest": dict(pad_to=longest, bucket=False),
+        "peft": dict(bucket=False),
+        "pack_fp32": dict(bucket=False),
+        "defaults": dict(),
+        "fastest": dict(bucket=True),
+    }[name]
+    loader = spam_loaders(BATCH_SIZE, SEED, path=sms, **loader_options).train
+    torch.manual_seed(SEED)
+    batches = list(loader)  # the first epoch, in order
+    sample = stratified_sample(batches, n_batches)
+    warmup = [batches[sample[-1]], batches[sample[0]]]  # the widest first: allocations
+    timed_batches = [batches[i] for i in sample]
+    result = {"name": name, "label": PIPELINES[name].format(longest=longest),
+              "epoch_batches": len(batches), "sample": sample,
+              "padded_tokens_per_batch": sum(b.input_ids.numel() for b in batches) / len(batches),
+              "real_tokens_per_epoch": sum(int((b.last_idx + 1).sum()) for b in batches),
+              "batching": describe_batching(loader)["text"], "settings": None}
+
+    starts, ends, marks = [], [], {}
+
+    def timed(step):
+        """`step(batch)` with its start and end times recorded; RSS peak reset before the
+        first timed (post-warm-up) call."""
+        def wrapper(*args):
+            if len(starts) == len(warmup):
+                marks["baseline"] = current_rss_mib()
+                marks["reset"] = reset_peak_rss()
+            starts.append(time.perf_counter())
+            loss = step(*args)
+            ends.append(time.perf_counter())
+            return loss
+        return wrapper
+
+    if name == "peft":
+        model = _peft_model()
+        trainable, total = count_parameters(model)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                      lr=5e-4, weight_decay=0.1)
+
+        @timed
+        def step(batch):
+            optimizer.zero_grad(set_to_none=True)
+            logits = model(input_ids=batch.input_ids).logits
+            loss = F.cross_entropy(logits, batch.labels)
+            loss.backward()
+            optimizer.step()
+            return loss.item()
+
+        model.train()
+        for batch in warmup + timed_batches:
+            step(batch)
+        result["settings"] = {"precision": "fp32", "precision_reason": "transformers default",
+                              "frozen_weights": "fp32"}
+    else:
+        model = _own_model()
+        trainable, total = count_parameters(model)
+        optimizer = make_optimizer(model, lr=5e-4, weight_decay=0.1)
+        precision = "fp32" if name in ("original", "longest", "pack_fp32") else "auto"
+        # The pack's real loop (its settings, autocast and frozen-weight handling) on the
+        # warm-up then the timed batches; its end-of-epoch evaluation is not timed.
+        called = time.perf_counter()
+        history = train_classifier(model, warmup + timed_batches, [], optimizer, num_epochs=1,
+                                   step_fn=timed(train_step), logits_fn=last_token_logits,
+                                   device="cpu", progress=False, precision=precision)
+        result["setup_seconds"] = starts[0] - called  # once per train_classifier call
+        result["settings"] = history.settings
+
+    peak, source = peak_rss_mib(marks["reset"])
+    n_timed = len(timed_batches)
+    per_batch = (ends[-1] - starts[len(warmup)]) / n_timed  # steps and the loop around them
+    result.update(
+        trainable=trainable, total=total,
+        step_seconds=[end - start for start, end in zip(starts, ends)][len(warmup):],
+        seconds_per_batch=per_batch,
+        seconds_per_epoch=per_batch * len(batches) + result.get("setup_seconds", 0.0),
+        peak_rss_mib=peak, rss_source=source, baseline_rss_mib=marks["baseline"],
+    )
+    return result
+
+
+# --- the whole benchmark ---------------------------------------------------------------------
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_busy_seconds() -> float | None:
+    """CPU seconds spent busy by the whole machine since boot (all cores), from /proc/stat."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def peft_available() -> bool:
+    try:
+        import peft  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def time_grading(timeout: int) -> tuple[float | None, str]:
+    """Seconds to grade the 'complete' example submission with `python -m autograder grade`."""
+    try:
+        from autograder.examples import write_examples
+    except ImportError as exc:
+        return None, f"autograder examples unavailable ({exc})"
+    with tempfile.TemporaryDirectory(prefix="lora-bench-grade-") as tmp:
+        submissions = Path(tmp) / "submissions"
+        write_examples(submissions, ["complete"])
+        start = time.perf_counter()
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "autograder", "grade", str(submissions),
+                 "--out", str(Path(tmp) / "out"), "--jobs", "1"],
+                cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None, f"did not finish in {timeout} s"
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            return seconds, f"exit status {done.returncode}: {done.stderr.strip()[-300:]}"
+        return seconds, "1 submission (the complete solution), 6 notebooks, --jobs 1"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sms", type=Path, default=DEFAULT_SMS,
+                        help="the SMSSpamCollection file (default: %(default)s)")
+    parser.add_argument("--batches", type=int, default=16,
+                        help="batches timed per pipeline (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--only", nargs="+", choices=list(PIPELINES),
+                        help="run only these pipelines (the original one is always run)")
+    parser.add_argument("--grading", action="store_true",
+                        help="also time the autograder on the complete example submission")
+    parser.add_argument("--json", type=Path, help="also write every measurement there")
+    parser.add_argument("--worker", choices=list(PIPELINES), help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        result = run_pipeline(args.worker, args.sms, args.batches, args.threads)
+        args.worker_out.write_text(json.dumps(result))
+        return 0
+
+    import torch
+
+    from helpers.training import cpu_bf16_instructions
+
+    names = [name for name in PIPELINES if not args.only or name in args.only or
+             name == "original"]
+    skipped = []
+    if "peft" in names and not peft_available():
+        names.remove("peft")
+        skipped.append("transformers + PEFT: not installed (pip install transformers peft)")
+    started = dt.datetime.now(dt.timezone.utc)
+    threads = args.threads or torch.get_num_threads()
+    loads = [load_average()]
+    print(f"{started:%Y-%m-%d %H:%M} UTC | {cpu_model()} ({os.cpu_count()} CPUs, "
+          f"bf16 instructions: {cpu_bf16_instructions() or 'none'}) | Python "
+          f"{platform.python_version()}, torch {torch.__version__}, {threads} threads | "
+          f"load average {loads[0]:.2f}")
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="lora-bench-") as tmp:
+        for name in names:
+            out = Path(tmp) / f"{name}.json"
+            command = [sys.executable, "-m", "benchmarks.lora_speed", "--worker", name,
+                       "--worker-out", str(out), "--sms", str(args.sms),
+                       "--batches", str(args.batches)]
+            if args.threads:
+                command += ["--threads", str(args.threads)]
+            start, busy, ours = time.perf_counter(), cpu_busy_seconds(), children_cpu_seconds()
+            subprocess.run(command, cwd=REPO, check=True)
+            wall = time.perf_counter() - start
+            results[name] = r = json.loads(out.read_text())
+            r["wall_seconds"] = wall
+            # Cores kept busy by other processes while this pipeline ran (ours excluded).
+            if busy is not None:
+                others = cpu_busy_seconds() - busy - (children_cpu_seconds() - ours)
+                r["others_cores"] = max(others, 0.0) / wall
+            loads.append(load_average())
+            disturbed = r.get("others_cores")
+            print(f"  {r['label']}: {r['seconds_per_batch']:.3f} s/batch on "
+                  f"{len(r['step_seconds'])} batches ({wall:.0f} s wall; other processes used "
+                  f"{'?' if disturbed is None else f'{disturbed:.2f}'} cores)", flush=True)
+
+    grading = time_grading(timeout=900) if args.grading else None
+    original = results["original"]["seconds_per_epoch"]
+    peft = results.get("peft", {}).get("seconds_per_epoch")
+    n = results["original"]["epoch_batches"]
+    print(f"\n| pipeline | padded tokens per batch | s/epoch ({n} batches, est.) | real tokens/s "
+          "| peak RSS while training (MiB) | RSS rise over the loaded model (MiB) "
+          "| speed-up vs original" + (" | vs PEFT |" if peft else " |"))
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---:" + (" | ---: |" if peft else " |"))
+    for name, r in results.items():
+        tokens_per_s = r["real_tokens_per_epoch"] / r["seconds_per_epoch"]
+        above = ("n/a" if r["baseline_rss_mib"] is None or r["rss_source"] != "VmHWM"
+                 else f"{r['peak_rss_mib'] - r['baseline_rss_mib']:,.0f}")
+        versus_peft = f" | {peft / r['seconds_per_epoch']:.2f}x |" if peft else " |"
+        print(f"| {r['label']} | {r['padded_tokens_per_batch']:,.0f} | "
+              f"{r['seconds_per_epoch']:,.1f} | {tokens_per_s:,.0f} | {r['peak_rss_mib']:,.0f} | "
+              f"{above} | {original / r['seconds_per_epoch']:.1f}x{versus_peft}")
+    print()
+    for name, r in results.items():
+        s = r["settings"]
+        frozen = ("" if s["frozen_weights"] == "fp32"
+                  else f", frozen Linear weights kept in {s['frozen_weights']}")
+        print(f"- {r['label']}: {r['batching']}; precision {s['precision']} "
+              f"({s['precision_reason']}){frozen}")
+    for name, r in results.items():
+        if name == "peft":
+            print(f"- transformers + PEFT: trainable {r['trainable']:,} of {r['total']:,} "
+                  "(c_attn is one fused qkv Linear 768->2304: rank 8 there is 24,576 "
+                  "parameters, against 36,864 for three separate q, k, v layers; score head "
+                  "768x2 without bias); no attention mask (right padding + causal attention, "
+                  "as in the pack)")
+        elif name == "original":
+            print(f"- own GPT-2 + LoRA: trainable {r['trainable']:,} of {r['total']:,}")
+    for line in skipped:
+        print(f"- skipped: {line}")
+    if grading is not None:
+        seconds, note = grading
+        shown = "n/a" if seconds is None else f"{seconds:.0f} s"
+        print(f"- autograder: {shown} per submission ({note})")
+    finished = dt.datetime.now(dt.timezone.utc)
+    others = [r["others_cores"] for r in results.values() if "others_cores" in r]
+    print(f"- sample: {args.batches} batches per pipeline after 2 warm-up steps; load average "
+          f"{loads[0]:.2f} before the run; other processes used at most "
+          f"{max(others, default=float('nan')):.2f} cores during a pipeline; wall time "
+          f"{(finished - started).total_seconds() / 60:.1f} min")
+    if loads[0] > 0.5 or max(others, default=0.0) > 0.25:
+        print("- WARNING: the machine was busy; timings are not reliable (re-run when idle).")
+    if args.json:
+        args.json.write_text(json.dumps({"started": started.isoformat(), "results": results,
+                                         "grading": grading, "loads": loads}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
