@@ -10,7 +10,8 @@ the speed-up over the original lab for
   float32;
 - the pack before this benchmark's changes: padding per batch, float32;
 - the pack's defaults: `spam_loaders()` and `train_classifier()` as they are;
-- the pack's fastest settings: `spam_loaders(bucket=True)` and `train_classifier()`.
+- the pack's fastest settings: `spam_loaders(bucket=True)` and `train_classifier()`;
+- the same in float32, what a CPU without bf16 instructions gets.
 
 Setup (as the design notes' reference figures): GPT-2 small shapes with random weights, LoRA
 rank 8, alpha 16 on every Linear but the head, a 2-class head, AdamW (lr 5e-4, weight decay
@@ -53,6 +54,7 @@ FIXED_LENGTH = 256
 SEED = 123
 BATCH_SIZE = 8
 
+FULL_EPOCH_PIPELINES = ("defaults", "fastest")
 PIPELINES = {
     "original": "original lab: pad to 256, fp32",
     "longest": "pad to the longest message ({longest}), fp32",
@@ -60,6 +62,7 @@ PIPELINES = {
     "pack_fp32": "pack, padding per batch, fp32 (before this benchmark)",
     "defaults": "pack defaults: spam_loaders() + train_classifier()",
     "fastest": "pack fastest: spam_loaders(bucket=True) + train_classifier()",
+    "fastest_fp32": "pack fastest without bf16: bucket=True, precision='fp32'",
 }
 
 
@@ -111,6 +114,21 @@ def stratified_sample(batches, n: int) -> list[int]:
 
 # --- one pipeline, in its own process --------------------------------------------------------
 
+class OneEpoch:
+    """The given batches on the first pass, nothing after: train_classifier's end-of-epoch
+    evaluation (not timed) then finds an empty loader instead of costing minutes."""
+
+    def __init__(self, batches):
+        self.batches, self.used = batches, False
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        batches, self.used = ([] if self.used else self.batches), True
+        return iter(batches)
+
+
 def _own_model():
     import torch
 
@@ -129,9 +147,15 @@ def _own_model():
 
 
 def _peft_model():
+    import warnings
+
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import GPT2Config, GPT2ForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the "pass an attention_mask" advice: not needed here
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
     torch.manual_seed(SEED)
     config = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12,
@@ -143,7 +167,8 @@ def _peft_model():
     return get_peft_model(model, lora)
 
 
-def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None) -> dict:
+def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None,
+                 full_epoch: bool = False) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -162,6 +187,7 @@ def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None) -> d
         "pack_fp32": dict(bucket=False),
         "defaults": dict(),
         "fastest": dict(bucket=True),
+        "fastest_fp32": dict(bucket=True),
     }[name]
     loader = spam_loaders(BATCH_SIZE, SEED, path=sms, **loader_options).train
     torch.manual_seed(SEED)
@@ -175,15 +201,11 @@ def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None) -> d
               "real_tokens_per_epoch": sum(int((b.last_idx + 1).sum()) for b in batches),
               "batching": describe_batching(loader)["text"], "settings": None}
 
-    starts, ends, marks = [], [], {}
+    starts, ends = [], []
 
     def timed(step):
-        """`step(batch)` with its start and end times recorded; RSS peak reset before the
-        first timed (post-warm-up) call."""
+        """`step(batch)` with its start and end times recorded."""
         def wrapper(*args):
-            if len(starts) == len(warmup):
-                marks["baseline"] = current_rss_mib()
-                marks["reset"] = reset_peak_rss()
             starts.append(time.perf_counter())
             loss = step(*args)
             ends.append(time.perf_counter())
@@ -206,6 +228,7 @@ def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None) -> d
             return loss.item()
 
         model.train()
+        baseline, reset = current_rss_mib(), reset_peak_rss()
         for batch in warmup + timed_batches:
             step(batch)
         result["settings"] = {"precision": "fp32", "precision_reason": "transformers default",
@@ -214,17 +237,24 @@ def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None) -> d
         model = _own_model()
         trainable, total = count_parameters(model)
         optimizer = make_optimizer(model, lr=5e-4, weight_decay=0.1)
-        precision = "fp32" if name in ("original", "longest", "pack_fp32") else "auto"
+        fp32 = ("original", "longest", "pack_fp32", "fastest_fp32")
+        precision = "fp32" if name in fp32 else "auto"
         # The pack's real loop (its settings, autocast and frozen-weight handling) on the
         # warm-up then the timed batches; its end-of-epoch evaluation is not timed.
+        baseline, reset = current_rss_mib(), reset_peak_rss()
         called = time.perf_counter()
-        history = train_classifier(model, warmup + timed_batches, [], optimizer, num_epochs=1,
+        history = train_classifier(model, OneEpoch(warmup + timed_batches), [], optimizer, 1,
                                    step_fn=timed(train_step), logits_fn=last_token_logits,
                                    device="cpu", progress=False, precision=precision)
         result["setup_seconds"] = starts[0] - called  # once per train_classifier call
         result["settings"] = history.settings
+        if full_epoch:  # check the extrapolation: the whole epoch, as a student runs it
+            history = train_classifier(model, OneEpoch(batches), [], optimizer, 1,
+                                       step_fn=train_step, logits_fn=last_token_logits,
+                                       device="cpu", progress=False, precision=precision)
+            result["full_epoch_seconds"] = history.epoch_seconds[0]
 
-    peak, source = peak_rss_mib(marks["reset"])
+    peak, source = peak_rss_mib(reset)
     n_timed = len(timed_batches)
     per_batch = (ends[-1] - starts[len(warmup)]) / n_timed  # steps and the loop around them
     result.update(
@@ -232,7 +262,7 @@ def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None) -> d
         step_seconds=[end - start for start, end in zip(starts, ends)][len(warmup):],
         seconds_per_batch=per_batch,
         seconds_per_epoch=per_batch * len(batches) + result.get("setup_seconds", 0.0),
-        peak_rss_mib=peak, rss_source=source, baseline_rss_mib=marks["baseline"],
+        peak_rss_mib=peak, rss_source=source, baseline_rss_mib=baseline,
     )
     return result
 
@@ -264,6 +294,15 @@ def cpu_busy_seconds() -> float | None:
 def children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def busy_cores(seconds: float = 5.0) -> float | None:
+    """Cores kept busy by the machine over `seconds` while this process sleeps."""
+    before = cpu_busy_seconds()
+    if before is None:
+        return None
+    time.sleep(seconds)
+    return (cpu_busy_seconds() - before) / seconds
 
 
 def load_average() -> float | None:
@@ -317,6 +356,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="run only these pipelines (the original one is always run)")
     parser.add_argument("--grading", action="store_true",
                         help="also time the autograder on the complete example submission")
+    parser.add_argument("--full-epochs", dest="full_epochs", action="store_true",
+                        help="also time whole epochs of the pack's fast pipelines (about 2 "
+                             "more minutes), to check the extrapolation")
     parser.add_argument("--json", type=Path, help="also write every measurement there")
     parser.add_argument("--worker", choices=list(PIPELINES), help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
@@ -326,7 +368,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
-        result = run_pipeline(args.worker, args.sms, args.batches, args.threads)
+        result = run_pipeline(args.worker, args.sms, args.batches, args.threads,
+                              args.full_epochs and args.worker in FULL_EPOCH_PIPELINES)
         args.worker_out.write_text(json.dumps(result))
         return 0
 
@@ -343,10 +386,12 @@ def main(argv=None) -> int:
     started = dt.datetime.now(dt.timezone.utc)
     threads = args.threads or torch.get_num_threads()
     loads = [load_average()]
+    idle_check = busy_cores()
     print(f"{started:%Y-%m-%d %H:%M} UTC | {cpu_model()} ({os.cpu_count()} CPUs, "
           f"bf16 instructions: {cpu_bf16_instructions() or 'none'}) | Python "
           f"{platform.python_version()}, torch {torch.__version__}, {threads} threads | "
-          f"load average {loads[0]:.2f}")
+          f"load average {loads[0]:.2f}, busy cores before start "
+          f"{'?' if idle_check is None else f'{idle_check:.2f}'}")
     results = {}
     with tempfile.TemporaryDirectory(prefix="lora-bench-") as tmp:
         for name in names:
@@ -356,6 +401,8 @@ def main(argv=None) -> int:
                        "--batches", str(args.batches)]
             if args.threads:
                 command += ["--threads", str(args.threads)]
+            if args.full_epochs:
+                command.append("--full-epochs")
             start, busy, ours = time.perf_counter(), cpu_busy_seconds(), children_cpu_seconds()
             subprocess.run(command, cwd=REPO, check=True)
             wall = time.perf_counter() - start
@@ -395,6 +442,12 @@ def main(argv=None) -> int:
         print(f"- {r['label']}: {r['batching']}; precision {s['precision']} "
               f"({s['precision_reason']}){frozen}")
     for name, r in results.items():
+        if "full_epoch_seconds" in r:
+            full = r["full_epoch_seconds"]
+            print(f"- {r['label']}: a whole epoch ({r['epoch_batches']} batches) measured: "
+                  f"{full:.1f} s (estimate {r['seconds_per_epoch']:.1f} s), "
+                  f"{original / full:.1f}x the original's estimate")
+    for name, r in results.items():
         if name == "peft":
             print(f"- transformers + PEFT: trainable {r['trainable']:,} of {r['total']:,} "
                   "(c_attn is one fused qkv Linear 768->2304: rank 8 there is 24,576 "
@@ -411,12 +464,16 @@ def main(argv=None) -> int:
         print(f"- autograder: {shown} per submission ({note})")
     finished = dt.datetime.now(dt.timezone.utc)
     others = [r["others_cores"] for r in results.values() if "others_cores" in r]
-    print(f"- sample: {args.batches} batches per pipeline after 2 warm-up steps; load average "
-          f"{loads[0]:.2f} before the run; other processes used at most "
-          f"{max(others, default=float('nan')):.2f} cores during a pipeline; wall time "
+    worst = max(others + ([idle_check] if idle_check is not None else []), default=None)
+    print(f"- sample: {args.batches} batches per pipeline after 2 warm-up steps; other "
+          f"processes kept at most {'?' if worst is None else f'{worst:.2f}'} cores busy "
+          f"(just before the run and during each pipeline); wall time "
           f"{(finished - started).total_seconds() / 60:.1f} min")
-    if loads[0] > 0.5 or max(others, default=0.0) > 0.25:
-        print("- WARNING: the machine was busy; timings are not reliable (re-run when idle).")
+    if worst is None:
+        print("- could not check that the machine was idle (/proc/stat unreadable).")
+    elif worst > 0.25:
+        print("- WARNING: other processes were running; timings are not reliable (re-run "
+              "when the machine is idle).")
     if args.json:
         args.json.write_text(json.dumps({"started": started.isoformat(), "results": results,
                                          "grading": grading, "loads": loads}, indent=1))

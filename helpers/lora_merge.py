@@ -89,14 +89,11 @@ class LoraMerge:
     model: nn.Module
     merged: list[_Merged] = field(default_factory=list)
     max_error: float = 0.0  # largest relative difference found by the check (0 if unchecked)
-
-    @property
-    def count(self) -> int:
-        """Number of LoRA layers merged."""
-        return len(self.merged)
+    count: int = 0          # LoRA layers merged (kept after undo)
 
     @property
     def active(self) -> bool:
+        """True until `undo()`."""
         return bool(self.merged)
 
     def undo(self) -> None:
@@ -160,6 +157,7 @@ def merge_lora(model: nn.Module, check: bool = True, exact_undo: bool = True,
                 weight.copy_((weight.to(delta.dtype) + delta).to(weight.dtype))
                 setattr(parent, name, linear)
                 handle.merged.append(_Merged(parent, name, child, original))
+                handle.count += 1
                 if check:
                     error = _check(child, linear, probe, expected)
                     handle.max_error = max(handle.max_error, error)

@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SMS_FILE = REPO_ROOT.parent / "shared" / "data" / "SMSSpamCollection"
@@ -57,3 +58,13 @@ TINY_CFG = {"vocab_size": 50257, "context_length": 64, "emb_dim": 32, "n_heads":
 @pytest.fixture
 def tiny_cfg() -> dict:
     return dict(TINY_CFG)
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny models train faster on one thread, and a second thread spinning on a busy 2-core
+    machine makes them many times slower. Use with pytest.mark.usefixtures."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

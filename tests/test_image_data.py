@@ -15,14 +15,7 @@ from helpers.image_data import (
 from helpers.resnet import ResNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These tiny models train faster on one thread, and a second thread spinning on a busy
-    2-core machine makes them many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def save_image(path, color=(255, 0, 0), size=64, mode="RGB"):

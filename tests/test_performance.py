@@ -216,6 +216,9 @@ def test_bf16_logits_are_within_tolerance_and_hooks_go_away(tiny_cfg, messages):
         with torch.no_grad():
             out = model(batches[0].input_ids)
         assert out.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+        with pytest.raises(ValueError, match="context length"):  # a forward that fails
+            model(torch.zeros(1, 300, dtype=torch.long))
+        assert not torch.is_autocast_enabled("cpu")
         low = class_logits(model, batches)
     assert not model._forward_hooks and not model._forward_pre_hooks
     assert 0 < (low - reference).abs().max().item() < BF16_LOGIT_ATOL

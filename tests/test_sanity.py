@@ -20,14 +20,7 @@ from helpers.sanity import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These tiny models train faster on one thread, and a second thread spinning on a busy
-    2-core machine makes them many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def gpt_forward(model, batch):
