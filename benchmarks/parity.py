@@ -36,8 +36,20 @@ from autograder.solutions import (
 )
 from helpers.gpt import GPTModel, gpt_config
 from helpers.lora_merge import merged_lora
-from helpers.spam_data import LengthBucketSampler, SpamDataset, collate_spam, spam_loaders, spam_splits
-from helpers.training import autocast_forward, evaluate, frozen_weights_in, resolve_precision, train_classifier
+from helpers.spam_data import (
+    LengthBucketSampler,
+    SpamDataset,
+    collate_spam,
+    spam_loaders,
+    spam_splits,
+)
+from helpers.training import (
+    autocast_forward,
+    evaluate,
+    frozen_weights_in,
+    resolve_precision,
+    train_classifier,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SMS = REPO.parent / "shared" / "data" / "SMSSpamCollection"

@@ -137,10 +137,12 @@ def merge_lora(model: nn.Module, check: bool = True, exact_undo: bool = True,
     semantics are the caller's business: merge a model in eval mode). exact_undo: keep a copy
     of each original weight so that `undo()` restores it exactly (costs the memory of the
     wrapped weights); otherwise `undo()` subtracts the update again (float rounding remains).
-    A model without LoRA wrappers is left as it is (the handle's `count` is 0).
+    A model without LoRA wrappers is left as it is (the handle's `count` is 0); `model`
+    itself is never replaced, only its submodules.
     """
     handle = LoraMerge(model)
     generator = torch.Generator().manual_seed(0)
+    paths = {id(module): path for path, module in model.named_modules()}
     try:
         with torch.no_grad():
             for parent, name, child in _parents(model):
@@ -164,8 +166,9 @@ def merge_lora(model: nn.Module, check: bool = True, exact_undo: bool = True,
                     tolerance = rtol if weight.dtype in (torch.float32, torch.float64) else 2e-2
                     if not error <= tolerance:
                         raise ValueError(
-                            f"{type(child).__name__} at {name!r} does not compute "
-                            "linear(x) + scaling * (x @ A @ B): its merged weight gives outputs "
+                            f"{type(child).__name__} at {paths.get(id(child), name)!r} does not "
+                            "compute linear(x) + scaling * (x @ A @ B): its merged weight gives "
+                            "outputs "
                             f"{error:.2e} away (relative) from the layer itself. Merge only "
                             "LoRA layers of the lab's form, in eval mode.")
     except BaseException:

@@ -74,7 +74,7 @@ def cpu_bf16_instructions() -> str | None:
     flags: set[str] = set()
     try:
         flags = {name for name, value in torch.cpu.get_capabilities().items() if value is True}
-    except (AttributeError, RuntimeError):  # older torch
+    except Exception:  # older torch, unusual platform: fall back on the kernel's flags
         try:
             with open("/proc/cpuinfo", encoding="utf-8") as info:
                 for line in info:
@@ -88,6 +88,17 @@ def cpu_bf16_instructions() -> str | None:
     if "avx512_bf16" in flags:
         return "AVX512-BF16"
     return None
+
+
+def cuda_bf16_native(device: torch.device | str | None = None) -> bool:
+    """True when the CUDA GPU computes bf16 in hardware (Ampere and later, or ROCm's check).
+
+    `torch.cuda.is_bf16_supported()` also says yes for older GPUs (T4, V100) that emulate it,
+    slower than float32.
+    """
+    if getattr(torch.version, "hip", None):
+        return torch.cuda.is_bf16_supported()
+    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 @dataclass(frozen=True)
@@ -111,10 +122,10 @@ def resolve_precision(precision: str | torch.dtype | None = "auto",
                       device: torch.device | str | None = None) -> Precision:
     """What `precision` means on `device`: "auto", "fp32", "bf16" or "fp16" (or a dtype).
 
-    "auto": bf16 on a CUDA GPU that supports it, bf16 on a CPU with bf16 instructions (see
-    `cpu_bf16_instructions`), fp32 otherwise (MPS included). fp16 is never picked
-    automatically: the student's `train_step` has no loss scaling (GradScaler), so small
-    gradients could underflow; ask for it explicitly on CUDA or MPS if you want it.
+    "auto": bf16 on a CUDA GPU with native bf16 (see `cuda_bf16_native`), bf16 on a CPU with
+    bf16 instructions (see `cpu_bf16_instructions`), fp32 otherwise (MPS included). fp16 is
+    never picked automatically: the student's `train_step` has no loss scaling (GradScaler),
+    so small gradients could underflow; ask for it explicitly on CUDA or MPS if you want it.
     """
     device = torch.device(device) if device is not None else pick_device()
     if isinstance(precision, torch.dtype):
@@ -125,10 +136,10 @@ def resolve_precision(precision: str | torch.dtype | None = "auto",
         raise ValueError(f"Unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}.")
     if key == "auto":
         if device.type == "cuda":
-            if torch.cuda.is_bf16_supported():
+            if cuda_bf16_native(device):
                 return Precision("bf16", torch.bfloat16, "auto: the GPU computes bf16")
-            return Precision("fp32", None, "auto: this GPU has no bf16, and fp16 would need "
-                                           "loss scaling in train_step")
+            return Precision("fp32", None, "auto: this GPU has no native bf16, and fp16 would "
+                                           "need loss scaling in train_step")
         if device.type == "cpu":
             instructions = cpu_bf16_instructions()
             if instructions:

@@ -37,6 +37,8 @@ from helpers.training import (
     train_classifier,
 )
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: see conftest
+
 # bf16 keeps 8 bits of mantissa: class logits of these small models (|logit| < ~3) come out
 # within a few hundredths of float32's.
 BF16_LOGIT_ATOL = 0.05
