@@ -68,6 +68,16 @@ def test_training_notebook_writes_the_report_plots(executed_masters, tmp_path_fa
     assert "loss_curve.png" in text and "accuracy_curve.png" in text
 
 
+def test_inference_notebook_merged_answers_equal_the_lora_layers(executed_masters):
+    text = _text(executed_masters["06_inference"])
+    merged = re.search(r"(\d+) LoRA layers merged", text)
+    assert merged and int(merged.group(1)) > 0, "the merged-inference cell merged nothing"
+    rows = re.findall(r"merged +(\w+) ([\d.]+)% \| LoRA layers +(\w+) ([\d.]+)%", text)
+    assert len(rows) == 4
+    for merged_label, merged_p, label, p in rows:
+        assert merged_label == label and abs(float(merged_p) - float(p)) < 1e-3
+
+
 def test_release_is_current():
     assert release_is_current() == [], "run `python -m autograder release` and commit notebooks/"
 
