@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from helpers.gpt import GPTModel
+
 
 class LoRALayer(nn.Module):
     """Low-rank update x -> (alpha / rank) * x @ A @ B, with B = 0 at the start."""
@@ -141,3 +143,18 @@ def classify_text(text: str, model: nn.Module, tokenizer, device, max_length: in
     label = int(probs.argmax())
     return ("ham", "spam")[label], probs[label].item()
     ### END SOLUTION
+
+
+def lora_gpt_classifier(cfg: dict, rank: int = 8, alpha: float = 16,
+                        num_classes: int | None = 2, seed: int | None = None) -> nn.Module:
+    """Steps 1-4 in one call: GPTModel(cfg), LoRA on every Linear, frozen base, new head.
+
+    num_classes=None keeps the language-model head (wrapped like the other Linear layers).
+    seed: torch.manual_seed first, for reproducible random weights. For tests and benchmarks.
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = GPTModel(cfg)
+    replace_linear_with_lora(model, rank, alpha)
+    freeze_and_activate_lora(model)
+    return model if num_classes is None else add_classification_head(model, num_classes)

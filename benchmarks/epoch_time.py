@@ -21,11 +21,9 @@ from pathlib import Path
 import torch
 
 from autograder.solutions import (
-    add_classification_head,
-    freeze_and_activate_lora,
     last_token_logits,
+    lora_gpt_classifier,
     make_optimizer,
-    replace_linear_with_lora,
     train_step,
 )
 from helpers.env_info import set_seed
@@ -51,13 +49,6 @@ def parse_args() -> argparse.Namespace:
                         help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=123)
     return parser.parse_args()
-
-
-def lora_classifier() -> GPTModel:
-    model = GPTModel(gpt_config("124M"))
-    replace_linear_with_lora(model, rank=8, alpha=16)
-    freeze_and_activate_lora(model)
-    return add_classification_head(model)
 
 
 def max_logit_difference(model: GPTModel, pairs: list[tuple[SpamBatch, SpamBatch]]) -> float:
@@ -88,7 +79,7 @@ def main() -> None:
     sample = sorted({round(i * (n_batches - 1) / max(args.batches - 1, 1))
                      for i in range(args.batches)})
 
-    model = lora_classifier()
+    model = lora_gpt_classifier(gpt_config("124M"))
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     print(f"GPT-2 124M + LoRA r=8 + head: {trainable_parameters_line(model)}")

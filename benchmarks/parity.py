@@ -27,11 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from autograder.solutions import (
-    add_classification_head,
-    freeze_and_activate_lora,
     last_token_logits,
+    lora_gpt_classifier,
     make_optimizer,
-    replace_linear_with_lora,
     train_step,
 )
 from helpers.gpt import GPTModel, gpt_config
@@ -60,11 +58,7 @@ SMALL_CFG = {"vocab_size": 50257, "context_length": 256, "emb_dim": 128, "n_head
 def lora_classifier(cfg: dict, seed: int, trained_look: bool) -> GPTModel:
     """trained_look: non-zero LoRA B and a head with logits of order 1 (as after training),
     so that every path matters and differences are measured at a realistic scale."""
-    torch.manual_seed(seed)
-    model = GPTModel(cfg)
-    replace_linear_with_lora(model, rank=8, alpha=16)
-    freeze_and_activate_lora(model)
-    add_classification_head(model)
+    model = lora_gpt_classifier(cfg, seed=seed)
     if trained_look:
         for name, param in model.named_parameters():
             if name.endswith("lora.B"):

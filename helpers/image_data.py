@@ -4,8 +4,11 @@ Both give float tensors (3, S, S), normalised with the ImageNet mean and std per
 integer labels. Real data sets are downloaded by you, never by this module. Tiny-ImageNet
 (http://cs231n.stanford.edu/tiny-imagenet-200.zip, 200 classes of 64x64 images) unpacks its
 training set as train/<wnid>/images/*.JPEG: pass that `train` folder. Any folder laid out as
-root/<class>/*.png|jpg works too. (Tiny-ImageNet's val/ is one flat folder with a labels
-file, not one folder per class: sort it into class folders before loading it.)
+root/<class>/*.png|jpg works too. Its val/ folder is one flat images/ folder with a labels file
+(val_annotations.txt); pass it with the training set's classes so the indices agree:
+
+    train = ImageFolderDataset("tiny-imagenet-200/train")
+    val = ImageFolderDataset("tiny-imagenet-200/val", classes=train.classes)
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import colorsys
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +29,7 @@ IMAGE_SIZE = 64
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+ANNOTATIONS_FILE = "val_annotations.txt"  # Tiny-ImageNet's val/: file, class, box
 BACKGROUND = 0.2  # grey level behind the synthetic images' stripes
 
 
@@ -68,11 +73,14 @@ class ImageFolderDataset(Dataset):
     """Images laid out one folder per class; items are (image (3, S, S), class index).
 
     Classes are the sub-folders of `root` in sorted order (`classes`, `class_to_idx`); hidden
-    folders (starting with '.') are skipped. Images are read when an item is asked for.
+    folders (starting with '.') are skipped. A folder holding `val_annotations.txt` and
+    `images/` (Tiny-ImageNet's val/) is read from that labels file instead. `classes`: the class
+    names in index order, e.g. the training set's, so that a validation set uses the same
+    indices (default: the classes found, sorted). Images are read when an item is asked for.
     """
 
     def __init__(self, root: str | os.PathLike, image_size: int = IMAGE_SIZE,
-                 resize: bool = False):
+                 resize: bool = False, classes: Sequence[str] | None = None):
         self.root = Path(root)
         self.image_size = image_size
         self.resize = resize
@@ -84,6 +92,41 @@ class ImageFolderDataset(Dataset):
         if (self.root / "wnids.txt").is_file() and (self.root / "train").is_dir():
             raise ValueError(f"{self.root} is Tiny-ImageNet's top folder: pass "
                              f"{self.root / 'train'}, which has one folder per class.")
+        annotations = self.root / ANNOTATIONS_FILE
+        if annotations.is_file() and (self.root / "images").is_dir():
+            self._read_annotated(annotations, classes)
+        else:
+            self._read_class_folders(classes)
+
+    def _use_classes(self, found: Sequence[str], classes: Sequence[str] | None) -> None:
+        self.classes = list(classes) if classes is not None else sorted(found)
+        self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
+        unknown = sorted(set(found) - set(self.class_to_idx))
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+            raise ValueError(f"{self.root} has {len(unknown)} class(es) not in the `classes` "
+                             f"given: {shown}. Pass the classes of the training set it goes "
+                             "with (train.classes).")
+
+    def _read_annotated(self, annotations: Path, classes: Sequence[str] | None) -> None:
+        labelled = []
+        for number, line in enumerate(annotations.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) < 2:
+                raise ValueError(f"{annotations}, line {number}: expected 'file<TAB>class...', "
+                                 f"got {line!r}.")
+            labelled.append((self.root / "images" / fields[0], fields[1]))
+        missing = [path.name for path, _ in labelled if not path.is_file()]
+        if not labelled or missing:
+            raise ValueError(f"{annotations} lists {len(labelled)} image(s), {len(missing)} of "
+                             f"them missing from {self.root / 'images'} "
+                             f"({', '.join(missing[:5])}). Unpack the whole val/ folder again.")
+        self._use_classes({name for _, name in labelled}, classes)
+        self.samples = [(path, self.class_to_idx[name]) for path, name in labelled]
+
+    def _read_class_folders(self, classes: Sequence[str] | None) -> None:
         class_dirs = sorted(p for p in self.root.iterdir()
                             if p.is_dir() and not p.name.startswith("."))
         if not class_dirs:
@@ -91,16 +134,15 @@ class ImageFolderDataset(Dataset):
                 f"{self.root} has no class sub-folders. Lay the images out as "
                 "root/<class>/*.jpg|png, or root/<class>/images/*.JPEG like Tiny-ImageNet's train/."
             )
-        self.classes = [p.name for p in class_dirs]
-        self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
-        self.samples: list[tuple[Path, int]] = []
+        self._use_classes([p.name for p in class_dirs], classes)
+        self.samples = []
         empty = []
-        for index, class_dir in enumerate(tqdm(class_dirs, desc="Listing images", unit="class",
-                                               delay=2.0, leave=False)):
+        for class_dir in tqdm(class_dirs, desc="Listing images", unit="class", delay=2.0,
+                              leave=False):
             files = _image_files(class_dir)
             if not files:
                 empty.append(class_dir.name)
-            self.samples += [(path, index) for path in files]
+            self.samples += [(path, self.class_to_idx[class_dir.name]) for path in files]
         if empty:
             shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
             raise ValueError(
@@ -119,9 +161,9 @@ class ImageFolderDataset(Dataset):
 
 def image_folder_loader(root: str | os.PathLike, batch_size: int = 64, shuffle: bool = True,
                         image_size: int = IMAGE_SIZE, resize: bool = False,
-                        num_workers: int = 0) -> DataLoader:
+                        num_workers: int = 0, classes: Sequence[str] | None = None) -> DataLoader:
     """A DataLoader of (images (batch, 3, S, S), labels (batch,)) over an ImageFolderDataset."""
-    dataset = ImageFolderDataset(root, image_size=image_size, resize=resize)
+    dataset = ImageFolderDataset(root, image_size=image_size, resize=resize, classes=classes)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
 
 

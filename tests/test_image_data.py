@@ -90,6 +90,41 @@ def test_tiny_imagenet_layout(tmp_path):
                                rtol=0)
 
 
+def test_tiny_imagenet_val_folder_uses_the_training_classes(tmp_path):
+    top = tmp_path / "tiny-imagenet-200"
+    colors = {"n01443537": (255, 255, 0), "n01629819": (0, 255, 0), "n01641577": (0, 0, 255)}
+    for wnid, color in colors.items():
+        save_image(top / "train" / wnid / "images" / f"{wnid}_0.JPEG", color)
+    val = top / "val"
+    labels = ["n01641577", "n01443537", "n01641577"]
+    for i, wnid in enumerate(labels):
+        save_image(val / "images" / f"val_{i}.JPEG", colors[wnid])
+    (val / "val_annotations.txt").write_text(
+        "".join(f"val_{i}.JPEG\t{wnid}\t0\t0\t63\t63\n" for i, wnid in enumerate(labels)))
+    train = ImageFolderDataset(top / "train")
+    loader = image_folder_loader(val, batch_size=3, shuffle=False, classes=train.classes)
+    assert loader.dataset.classes == train.classes == sorted(colors)
+    images, got = next(iter(loader))
+    assert got.tolist() == [2, 0, 2]
+    torch.testing.assert_close(images[1, :, 5, 5], expected_pixel(colors["n01443537"]),
+                               atol=0.05, rtol=0)
+    # a validation set seen on its own would number only the classes it has: 0 and 1
+    assert [label for _, label in ImageFolderDataset(val)] == [1, 0, 1]
+    with pytest.raises(ValueError, match="not in the `classes` given: n01641577"):
+        ImageFolderDataset(val, classes=["n01443537"])
+    (val / "images" / "val_2.JPEG").unlink()
+    with pytest.raises(ValueError, match="3 image.*1 of them missing.*val_2.JPEG"):
+        ImageFolderDataset(val, classes=train.classes)
+
+
+def test_class_folders_follow_the_classes_given(tmp_path):
+    for name in ("cat", "dog"):
+        save_image(tmp_path / "val" / name / "a.png")
+    dataset = ImageFolderDataset(tmp_path / "val", classes=["dog", "bird", "cat"])
+    assert sorted(label for _, label in dataset) == [0, 2]
+    assert dataset.class_to_idx == {"dog": 0, "bird": 1, "cat": 2}
+
+
 def test_folder_errors_say_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="Download and unpack"):
         ImageFolderDataset(tmp_path / "missing")

@@ -11,9 +11,8 @@ from torch import nn
 
 from autograder.solutions import (
     LinearWithLoRA,
-    add_classification_head,
-    freeze_and_activate_lora,
     last_token_logits,
+    lora_gpt_classifier,
     make_optimizer,
     replace_linear_with_lora,
     train_step,
@@ -46,15 +45,13 @@ BF16_LOSS_ATOL = 0.02
 
 
 def lora_gpt(cfg: dict, seed: int = 0, nonzero_b: bool = True, head: bool = True) -> GPTModel:
-    torch.manual_seed(seed)
-    model = GPTModel({**cfg, "context_length": 256})
-    replace_linear_with_lora(model, rank=4, alpha=8)
-    freeze_and_activate_lora(model)
+    model = lora_gpt_classifier({**cfg, "context_length": 256}, rank=4, alpha=8,
+                                num_classes=2 if head else None, seed=seed)
     if nonzero_b:  # a trained-looking LoRA update, so that merging has something to fold
         for name, param in model.named_parameters():
             if name.endswith("lora.B"):
                 nn.init.normal_(param, std=0.3)
-    return add_classification_head(model) if head else model
+    return model
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,9 @@ import torch
 from torch import nn
 
 from autograder.solutions import (
-    add_classification_head,
-    freeze_and_activate_lora,
     last_token_logits,
+    lora_gpt_classifier,
     make_optimizer,
-    replace_linear_with_lora,
     train_step,
 )
 from helpers.gpt import GPTModel
@@ -29,11 +27,7 @@ DOT = 13  # GPT-2's token for "."
 
 def small_classifier(tiny_cfg: dict, seed: int = 0) -> GPTModel:
     """A 2-layer GPT with LoRA (rank 8) and a 2-class head; context long enough for 256."""
-    torch.manual_seed(seed)
-    model = GPTModel({**tiny_cfg, "context_length": 256})
-    replace_linear_with_lora(model, rank=8, alpha=16)
-    freeze_and_activate_lora(model)
-    return add_classification_head(model)
+    return lora_gpt_classifier({**tiny_cfg, "context_length": 256}, seed=seed)
 
 
 @pytest.fixture(scope="module")
