@@ -121,7 +121,9 @@ def _add_grading_options(parser: argparse.ArgumentParser) -> None:
     defaults = GradeOptions()
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"output folder (default: ./{DEFAULT_OUT})")
-    parser.add_argument("--jobs", type=int, default=1, help="students graded in parallel")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="students graded in parallel (default: one per core, 3 GB of "
+                             "free memory each)")
     parser.add_argument("--cell-timeout", dest="cell_timeout", type=int,
                         help=f"seconds per cell (default {defaults.cell_timeout})")
     parser.add_argument("--training-timeout", dest="training_timeout", type=int,

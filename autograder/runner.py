@@ -34,6 +34,8 @@ from autograder.notebook_source import NOTEBOOK_NAMES, build_masters
 from autograder.submissions import Submission, stage_submissions
 
 STUDENT_TIMEOUT_MARGIN = 600  # seconds on top of the per-cell limits before a worker is killed
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # read by torch at start-up
+MEMORY_PER_STUDENT_GB = 3.0  # a worker and its kernel at their peak (2.2 GB measured, notebook 05)
 
 
 @dataclass
@@ -96,9 +98,52 @@ def _student_timeout(options: GradeOptions) -> int:
         + STUDENT_TIMEOUT_MARGIN
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def available_memory_gb() -> float | None:
+    """Memory the system can give without swapping (Linux' MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_jobs() -> int:
+    """Students graded at a time when --jobs is not given: one per core, as memory allows."""
+    jobs = available_cores()
+    memory = available_memory_gb()
+    if memory is not None:
+        jobs = min(jobs, int(memory // MEMORY_PER_STUDENT_GB))
+    return max(1, jobs)
+
+
+def threads_per_student(jobs: int) -> dict[str, str]:
+    """Thread-count variables for the workers of `jobs` parallel students: the cores shared out.
+
+    Without them every kernel's torch starts one thread per core, and `--jobs N` would run N
+    times more threads than cores. Variables already set by the caller are kept.
+    """
+    if jobs <= 1:
+        return {}
+    threads = str(max(1, available_cores() // jobs))
+    return {name: os.environ.get(name, threads) for name in THREAD_VARIABLES}
+
+
 def grade_one(template: Path, submission: Submission, out: Path, options: GradeOptions,
-              digest: str) -> bool:
-    """Run the worker for one student; True when it produced a result."""
+              digest: str, env: dict[str, str] | None = None) -> bool:
+    """Run the worker for one student (`env`: extra environment); True when it produced a result."""
     command = [sys.executable, "-m", "autograder.worker", "--template", str(template),
                "--staged", str(submission.folder), "--student", submission.student_id,
                "--out", str(out), "--digest", digest, "--options", json.dumps(asdict(options))]
@@ -108,7 +153,8 @@ def grade_one(template: Path, submission: Submission, out: Path, options: GradeO
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   preexec_fn=_limits(options), cwd=template.parent)
+                                   preexec_fn=_limits(options), cwd=template.parent,
+                                   env={**os.environ, **(env or {})})
         try:
             returncode = process.wait(timeout=_student_timeout(options))
         except subprocess.TimeoutExpired:
@@ -147,11 +193,16 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return index, count
 
 
-def grade_submissions(source: Path, out: Path, jobs: int = 1, options: GradeOptions | None = None,
-                      id_pattern: str | None = None, shard: str | None = None,
-                      force: bool = False, progress: bool = True) -> RunSummary:
-    """Grade every student of `source` (a folder or an LMS zip) into `out`."""
+def grade_submissions(source: Path, out: Path, jobs: int | None = 1,
+                      options: GradeOptions | None = None, id_pattern: str | None = None,
+                      shard: str | None = None, force: bool = False,
+                      progress: bool = True) -> RunSummary:
+    """Grade every student of `source` (a folder or an LMS zip) into `out`.
+
+    jobs: students graded at a time (None: `default_jobs()`).
+    """
     options = options or GradeOptions()
+    jobs = default_jobs() if jobs is None else max(1, jobs)
     out = Path(out).resolve()
     submissions = stage_submissions(Path(source), out / "staging", id_pattern)
     index, count = parse_shard(shard)
@@ -165,9 +216,11 @@ def grade_submissions(source: Path, out: Path, jobs: int = 1, options: GradeOpti
         else:
             todo.append((submission, digest))
     graded, failed = [], []
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, \
-            tqdm(total=len(todo), unit="student", desc="grading", disable=not progress) as bar:
-        futures = {pool.submit(grade_one, template, s, out, options, d): s for s, d in todo}
+    env = threads_per_student(jobs)
+    with ThreadPoolExecutor(max_workers=jobs) as pool, \
+            tqdm(total=len(todo), unit="student", desc=f"grading ({jobs} at a time)",
+                 disable=not progress) as bar:
+        futures = {pool.submit(grade_one, template, s, out, options, d, env): s for s, d in todo}
         for future in futures:
             (graded if future.result() else failed).append(futures[future].student_id)
             bar.update(1)

@@ -16,7 +16,7 @@ from autograder.__main__ import main as cli
 from autograder.examples import (complete_solution, deleted_test_cell, infinite_loop,
                                  killed_kernel, write_examples, write_submission)
 from autograder.grading import GRADED, KERNEL_DIED, MISSING, TIMED_OUT, UNREADABLE
-from autograder.runner import load_results, merge_results, parse_shard
+from autograder.runner import load_results, merge_results, parse_shard, threads_per_student, default_jobs
 from autograder.submissions import STAGING_ERROR, SubmissionError, stage_submissions
 
 FULL = {"01_lora_layer": 6, "02_lora_wrapper": 5, "03_lora_injection": 8,
@@ -71,6 +71,29 @@ def test_stage_lms_zip_with_custom_pattern(tmp_path):
     assert [s.student_id for s in staged] == ["s-001", "s-002"]
     with pytest.raises(SubmissionError, match="id-pattern"):
         stage_submissions(lms, tmp_path / "again", id_pattern=r"^(?P<id>x-\d+)__")
+
+
+def test_parallel_students_share_the_cores(monkeypatch):
+    monkeypatch.setattr("autograder.runner.available_cores", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    assert threads_per_student(1) == {}  # serial: torch's own default
+    assert threads_per_student(2) == {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}
+    assert threads_per_student(16)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the instructor's choice wins
+    assert threads_per_student(2) == {"OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "4"}
+
+
+def test_default_jobs_fit_cores_and_memory(monkeypatch):
+    monkeypatch.setattr("autograder.runner.available_cores", lambda: 8)
+    monkeypatch.setattr("autograder.runner.available_memory_gb", lambda: 64.0)
+    assert default_jobs() == 8
+    monkeypatch.setattr("autograder.runner.available_memory_gb", lambda: 10.0)
+    assert default_jobs() == 3  # 3 GB per student
+    monkeypatch.setattr("autograder.runner.available_memory_gb", lambda: 1.0)
+    assert default_jobs() == 1
+    monkeypatch.setattr("autograder.runner.available_memory_gb", lambda: None)
+    assert default_jobs() == 8
 
 
 def test_parse_shard():
