@@ -190,7 +190,8 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
         "LORA_LAB_IMG_DIR": str(env_dir / "img"),
         "HF_HUB_OFFLINE": "1",
     })
-    staging_error = (staged / STAGING_ERROR).is_file()
+    error_file = staged / STAGING_ERROR
+    staging_error = error_file.read_text(encoding="utf-8") if error_file.is_file() else ""
     results = []
     for name in NOTEBOOK_NAMES:
         nb_start = time.perf_counter()
@@ -199,7 +200,9 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
                                 tests=dict.fromkeys(auto, 0.0), manual=manual)
         source = staged / f"{name}.ipynb"
         if not source.is_file():
-            result.status = UNREADABLE if staging_error else MISSING
+            # a damaged zip may have held it; a file merely skipped does not make it unreadable
+            unreadable = "not a readable zip" in staging_error or source.name in staging_error
+            result.status = UNREADABLE if unreadable else MISSING
         elif not _readable(source):
             result.status = UNREADABLE
         else:

@@ -9,8 +9,9 @@ Accepted layouts:
   `Name Surname_12345_assignsubmission_file_` folders give `12345`. Zips inside it (students
   who uploaded a zip) are opened too.
 
-Each student's notebooks, `rapport.md` and images are copied into a staging folder of their own,
-matched by file name wherever they sit in the student's tree.
+Each student's notebooks, `rapport.md` and images are copied into a staging folder of their own:
+notebooks and the report by file name wherever they sit in the student's tree, images at their
+path relative to the report's folder (so that the report's links still point at them).
 """
 
 from __future__ import annotations
@@ -19,13 +20,18 @@ import io
 import re
 import shutil
 import zipfile
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 from autograder.notebook_source import NOTEBOOK_NAMES
 
 DEFAULT_ID_PATTERN = r"^(?:[^/]*?_(?P<moodle>\d+)_assignsubmission[^/]*|(?P<id>[^/]+))/"
-KEPT_SUFFIXES = {".ipynb", ".md", ".png", ".jpg", ".jpeg"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+KEPT_SUFFIXES = {".ipynb", ".md", *IMAGE_SUFFIXES}
+REPORT_NAME = "rapport.md"
 _IGNORED_PARTS = {"__MACOSX", ".ipynb_checkpoints"}
 
 
@@ -57,51 +63,94 @@ def _kept(relative: PurePosixPath) -> bool:
     return relative.suffix.lower() in KEPT_SUFFIXES
 
 
-def _stage_file(dest_root: Path, relative: PurePosixPath, data: bytes) -> None:
-    """Notebooks and the report land at the top; images keep their `img/...` path."""
-    name = relative.name
-    if relative.suffix.lower() in {".png", ".jpg", ".jpeg"}:
+def _unsafe(relative: PurePosixPath) -> bool:
+    """An absolute path or one with '..' (a crafted zip) would be written outside the staging."""
+    return relative.is_absolute() or ".." in relative.parts
+
+
+def _submission_root(paths: list[PurePosixPath]) -> PurePosixPath | None:
+    """The folder the report's links are relative to: the shallowest rapport.md's, else the
+    shallowest lab notebook's (None when there is neither)."""
+    for wanted in (lambda p: p.name == REPORT_NAME, lambda p: p.stem in NOTEBOOK_NAMES):
+        found = sorted((p for p in paths if wanted(p)), key=lambda p: len(p.parts))
+        if found:
+            return found[0].parent
+    return None
+
+
+def _target(dest_root: Path, relative: PurePosixPath, root: PurePosixPath | None) -> Path | None:
+    """Where a file goes: notebooks and markdown at the top; images at their path relative to
+    the report's folder (so its links still work), else under their `img/...` path, else at the
+    top. None for notebooks that are not the lab's."""
+    if relative.suffix.lower() in IMAGE_SUFFIXES:
         parts = relative.parts
-        target = dest_root / Path(*parts[parts.index("img"):]) if "img" in parts else dest_root / name
-    elif relative.suffix == ".ipynb" and relative.stem not in NOTEBOOK_NAMES:
-        return
-    else:
-        target = dest_root / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+        if root is not None and parts[:len(root.parts)] == root.parts:
+            return dest_root.joinpath(*parts[len(root.parts):])
+        return dest_root.joinpath(*parts[parts.index("img"):]) if "img" in parts \
+            else dest_root / relative.name
+    if relative.suffix == ".ipynb" and relative.stem not in NOTEBOOK_NAMES:
+        return None
+    return dest_root / relative.name
 
 
 STAGING_ERROR = "STAGING_ERROR.txt"  # written instead of files a student's archive could not give
 
 
-def _stage_members(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], dest: Path) -> None:
-    for info in members:
-        if info.is_dir():
-            continue
-        relative = PurePosixPath(info.filename)
-        if relative.suffix.lower() == ".zip":
-            _stage_zip_bytes(archive.read(info), dest, info.filename)
+def _record_error(dest: Path, message: str) -> None:
+    with open(dest / STAGING_ERROR, "a", encoding="utf-8") as out:
+        out.write(message + "\n")
+
+
+def _stage_entries(entries: list[tuple[PurePosixPath, Callable[[], bytes]]], dest: Path) -> None:
+    """Stage one student's files, given as (path in their tree, reader); zips inside are opened.
+
+    A file that cannot be read, or a path that would leave `dest`, is recorded in
+    STAGING_ERROR and skipped, never raised.
+    """
+    kept = []
+    for relative, read in entries:
+        if _unsafe(relative):
+            _record_error(dest, f"{relative}: path outside the submission, skipped")
+        elif relative.suffix.lower() == ".zip":
+            try:
+                _stage_zip_bytes(read(), dest, str(relative))
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                _record_error(dest, f"{relative}: cannot be read ({exc})")
         elif _kept(relative):
-            _stage_file(dest, relative, archive.read(info))
+            kept.append((relative, read))
+    root = _submission_root([relative for relative, _ in kept])
+    # deepest first, so that of two files with the same name the shallowest one is kept
+    for relative, read in sorted(kept, key=lambda entry: -len(entry[0].parts)):
+        target = _target(dest, relative, root)
+        if target is None:
+            continue
+        try:
+            data = read()
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+            _record_error(dest, f"{relative}: cannot be read ({exc})")
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def _zip_entries(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo]):
+    return [(PurePosixPath(info.filename), partial(archive.read, info))
+            for info in members if not info.is_dir()]
 
 
 def _stage_zip_bytes(data: bytes | Path, dest: Path, label: str) -> None:
     """Stage a student's zip; a damaged one is recorded in STAGING_ERROR, never raised."""
     try:
         with zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data) as archive:
-            _stage_members(archive, archive.infolist(), dest)
+            _stage_entries(_zip_entries(archive, archive.infolist()), dest)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        with open(dest / STAGING_ERROR, "a", encoding="utf-8") as out:
-            out.write(f"{label}: not a readable zip ({exc})\n")
+        _record_error(dest, f"{label}: not a readable zip ({exc})")
 
 
 def _stage_folder(source: Path, dest: Path) -> None:
-    for path in sorted(source.rglob("*")):
-        relative = PurePosixPath(path.relative_to(source).as_posix())
-        if path.is_file() and path.suffix.lower() == ".zip":
-            _stage_zip_bytes(path, dest, str(relative))
-        elif path.is_file() and _kept(relative):
-            _stage_file(dest, relative, path.read_bytes())
+    files = sorted(path for path in source.rglob("*") if path.is_file())
+    _stage_entries([(PurePosixPath(path.relative_to(source).as_posix()), path.read_bytes)
+                    for path in files], dest)
 
 
 def _student_of(member: str, pattern: re.Pattern) -> str | None:
@@ -139,7 +188,7 @@ def stage_submissions(source: Path, staging: Path, id_pattern: str | None = None
             for student, members in per_student.items():
                 dest = staging / student
                 dest.mkdir()
-                _stage_members(archive, members, dest)
+                _stage_entries(_zip_entries(archive, members), dest)
     else:
         for entry in sorted(source.iterdir()):
             if entry.name.startswith(".") or entry.name in _IGNORED_PARTS:

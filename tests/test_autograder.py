@@ -63,6 +63,28 @@ def test_stage_lms_zip_with_moodle_names_and_nested_zip(tmp_path):
     assert sorted(p.name for p in staged["67890"].iterdir()) == ["03_lora_injection.ipynb", "rapport.md"]
 
 
+def test_stage_keeps_the_report_links_and_stays_inside_the_staging(tmp_path):
+    source = tmp_path / "collected"
+    source.mkdir()
+    (source / "dana.zip").write_bytes(_zip_bytes({
+        "lab/rapport.md": b"# final ![loss](figs/loss.png)",
+        "lab/figs/loss.png": b"png",
+        "lab/old/rapport.md": b"# draft",
+        "lab/05_training.ipynb": b"{}",
+        "elsewhere/img/accuracy_curve.png": b"png",
+        "../escape.png": b"png",
+        "lab/img/../../../escape2.png": b"png",
+    }))
+    (staged,) = stage_submissions(source, tmp_path / "staging")
+    files = sorted(p.relative_to(staged.folder).as_posix() for p in staged.folder.rglob("*")
+                   if p.is_file())
+    assert files == ["05_training.ipynb", STAGING_ERROR, "figs/loss.png",
+                     "img/accuracy_curve.png", "rapport.md"]
+    assert (staged.folder / "rapport.md").read_text() == "# final ![loss](figs/loss.png)"
+    assert (staged.folder / STAGING_ERROR).read_text().count("outside the submission") == 2
+    assert not list(tmp_path.rglob("escape*.png"))
+
+
 def test_stage_lms_zip_with_custom_pattern(tmp_path):
     lms = tmp_path / "export.zip"
     lms.write_bytes(_zip_bytes({"s-001__01_lora_layer.ipynb": b"{}",
