@@ -95,7 +95,7 @@ def _feedback(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from autograder.examples import write_examples
+    from autograder.examples import write_demo_examples
     from autograder.runner import grade_submissions
 
     out = args.out.resolve()
@@ -104,7 +104,7 @@ def _demo(args: argparse.Namespace) -> int:
         generate_release(release)
         print(f"release built from the masters: {len(list(release.glob('*.ipynb')))} notebooks")
         submissions = Path(tmp) / "submissions"
-        for folder in write_examples(submissions, release_dir=release):
+        for folder in write_demo_examples(submissions, release_dir=release):
             print(f"example submission: {folder.name}")
         summary = grade_submissions(submissions, out, jobs=args.jobs, options=_options(args),
                                     force=True)

@@ -275,7 +275,10 @@ def summary_text(table: pd.DataFrame) -> str:
     """The table printed at the end of a run: one line per student."""
     if table.empty:
         return "no student graded"
-    columns = ["student", "total", "max_total", *NOTEBOOK_NAMES, "report_complete", "status"]
+    columns = ["student", "total", "max_total", *NOTEBOOK_NAMES, "report_complete",
+               "report_unmatched_numbers", "status"]
     shown = table[[c for c in columns if c in table.columns]].copy()
-    shown.columns = [c.split("_")[0] if c in NOTEBOOK_NAMES else c for c in shown.columns]
+    short = {"report_complete": "report", "report_unmatched_numbers": "unmatched"}
+    shown.columns = [c.split("_")[0] if c in NOTEBOOK_NAMES else short.get(c, c)
+                     for c in shown.columns]
     return shown.to_string(index=False, float_format=lambda v: f"{v:g}")

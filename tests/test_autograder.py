@@ -13,10 +13,12 @@ import pandas as pd
 import pytest
 
 from autograder.__main__ import main as cli
-from autograder.examples import (complete_solution, deleted_test_cell, infinite_loop,
-                                 killed_kernel, write_examples, write_submission)
+from autograder.examples import (complete_solution, deleted_test_cell, hand_in_with_report,
+                                 infinite_loop, killed_kernel, with_invented_number,
+                                 write_examples, write_submission)
 from autograder.grading import GRADED, KERNEL_DIED, MISSING, TIMED_OUT, UNREADABLE
-from autograder.runner import load_results, merge_results, parse_shard, threads_per_student, default_jobs
+from autograder.runner import (default_jobs, load_results, merge_results, parse_shard,
+                               threads_per_student)
 from autograder.submissions import STAGING_ERROR, SubmissionError, stage_submissions
 
 FULL = {"01_lora_layer": 6, "02_lora_wrapper": 5, "03_lora_injection": 8,
@@ -141,6 +143,8 @@ def graded(tmp_path_factory):
     root = tmp_path_factory.mktemp("grading")
     submissions = root / "submissions"
     write_examples(submissions, ["complete", "untouched", "out_head_wrapped", "injection_twice"])
+    hand_in_with_report(submissions / "complete")  # run like a student, report from the outputs
+    with_invented_number(submissions / "complete", submissions / "invented_number")
     broken = write_submission(_broken_submission(), submissions / "broken")
     (broken / "05_training.ipynb").write_text('{"cells": [ not json')
     (broken / "06_inference.ipynb").unlink()
@@ -160,13 +164,19 @@ def test_exit_code_and_outputs(graded):
     assert code == 0  # students failing is not the grader failing
     table = pd.read_csv(out / "grades.csv")
     assert sorted(table["student"]) == ["broken", "complete", "injection_twice",
-                                        "out_head_wrapped", "untouched"]
+                                        "invented_number", "out_head_wrapped", "untouched"]
     assert {"total", "max_total", "status", "03_lora_injection",
             "03_lora_injection:hidden_injection_gpt2"} <= set(table.columns)
     assert (out / "feedback" / "complete" / "01_lora_layer.html").is_file()
-    # no rapport.md in the examples: the report check says so, in grades.csv and in feedback
-    assert set(table["report_complete"]) == {"no"}
-    assert "rapport" in (out / "feedback" / "complete" / "rapport.html").read_text().lower()
+    # the report filled from the complete example's own grading-mode run passes; the same
+    # report with one invented count is flagged there; the others have no rapport.md
+    report = table.set_index("student")[["report_complete", "report_findings",
+                                         "report_unmatched_numbers"]]
+    assert report.loc["complete"].tolist() == ["yes", 0, 0]
+    assert report.loc["invented_number"].tolist() == ["yes", 1, 1]
+    assert set(report.drop(["complete", "invented_number"])["report_complete"]) == {"no"}
+    feedback = (out / "feedback" / "invented_number" / "rapport.html").read_text()
+    assert "Q3" in feedback and "1,332,738" in feedback
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ a grading-mode run (made with the pack's own formatting functions where there is
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,9 +14,10 @@ import pytest
 from PIL import Image
 
 from autograder.__main__ import main as cli
+from autograder.examples import fill_report_template
 from autograder.notebook_source import NOTEBOOK_NAMES
 from helpers.report_check import (HEADER, IMAGE, MISSING_REPORT, MISSING_SECTION, NO_ANSWER,
-                                     NOTEBOOK, NUMBER, TEMPLATE_PATH, TEMPLATE_TEXT, check_report)
+                                     NOTEBOOK, NUMBER, TEMPLATE_TEXT, check_report)
 from helpers.env_info import environment_report
 from helpers.params import trainable_parameters_line
 from helpers.sanity import InitialLossReport
@@ -111,15 +111,6 @@ def _notebook(cells: list[tuple[str, str, bool]]) -> nbformat.NotebookNode:
     return nb
 
 
-def _fill_template(answers: list[str]) -> str:
-    """The template with each `*À compléter.*` (not the one quoted in `...`) replaced in turn."""
-    template = TEMPLATE_PATH.read_text(encoding="utf-8")
-    placeholder = re.compile(r"(?<!`)\*À compléter\.\*(?!`)")
-    assert len(placeholder.findall(template)) == len(answers), "the template's sections changed"
-    remaining = iter(answers)
-    return placeholder.sub(lambda _: next(remaining), template)
-
-
 def _png(path: Path, image_format: str = "PNG") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (4, 3), "white").save(path, image_format)
@@ -134,7 +125,7 @@ def submission(tmp_path) -> Path:
         nbformat.write(_notebook(OUTPUTS[name]), folder / f"{name}.ipynb")
     _png(folder / "img" / "loss_curve.png")
     _png(folder / "img" / "accuracy_curve.png")
-    (folder / "rapport.md").write_text(_fill_template(ANSWERS), encoding="utf-8")
+    (folder / "rapport.md").write_text(fill_report_template(ANSWERS), encoding="utf-8")
     return folder
 
 
