@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -155,24 +153,6 @@ def fill_report_template(answers: list[str], template: Path = TEMPLATE_PATH) -> 
     return PLACEHOLDER.sub(lambda _: next(remaining), text)
 
 
-@contextmanager
-def _environment(**values: str | None) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in values}
-    try:
-        for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def run_like_a_student(folder: Path, timeout: int = 600) -> None:
     """Execute the six notebooks of `folder` in order and save them with their outputs.
 
@@ -180,15 +160,15 @@ def run_like_a_student(folder: Path, timeout: int = 600) -> None:
     `folder/img`; the downloads and checkpoint folder (`folder/data`) is removed afterwards.
     """
     folder = Path(folder).resolve()
-    with _environment(**{GRADING_VAR: "1", "LORA_LAB_CARRY_DIR": None,
-                         "LORA_LAB_DATA_DIR": str(folder / "data"),
-                         "LORA_LAB_IMG_DIR": str(folder / "img")}):
-        for name in tqdm(NOTEBOOK_NAMES, desc=f"running {folder.name}'s notebooks", unit="notebook"):
-            path = folder / f"{name}.ipynb"
-            nb = nbformat.read(path, as_version=4)
-            NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                           resources={"metadata": {"path": str(folder)}}).execute()
-            nbformat.write(nb, path)
+    env = {name: value for name, value in os.environ.items() if name != "LORA_LAB_CARRY_DIR"}
+    env.update({GRADING_VAR: "1", "LORA_LAB_DATA_DIR": str(folder / "data"),
+                "LORA_LAB_IMG_DIR": str(folder / "img")})
+    for name in tqdm(NOTEBOOK_NAMES, desc=f"running {folder.name}'s notebooks", unit="notebook"):
+        path = folder / f"{name}.ipynb"
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(folder)}}).execute(env=env)
+        nbformat.write(nb, path)
     shutil.rmtree(folder / "data", ignore_errors=True)
 
 
