@@ -117,10 +117,9 @@ def _check_report(args: argparse.Namespace) -> int:
     return check_report_main([str(args.path)])
 
 
-def _add_grading_options(parser: argparse.ArgumentParser) -> None:
+def _add_grading_options(parser: argparse.ArgumentParser, out: Path = DEFAULT_OUT) -> None:
     defaults = GradeOptions()
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help=f"output folder (default: ./{DEFAULT_OUT})")
+    parser.add_argument("--out", type=Path, default=out, help=f"output folder (default: ./{out})")
     parser.add_argument("--jobs", type=int, default=None,
                         help="students graded in parallel (default: one per core, 3 GB of "
                              "free memory each)")
@@ -173,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     feedback.set_defaults(run=_feedback)
 
     demo = commands.add_parser("demo", help="grade the example submissions offline")
-    _add_grading_options(demo)
-    demo.set_defaults(run=_demo, out=Path("grading-demo"))
+    _add_grading_options(demo, out=Path("grading-demo"))
+    demo.set_defaults(run=_demo)
 
     report = commands.add_parser(
         "check-report", help="check rapport.md against the template and the notebooks' outputs",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from autograder.__main__ import main as cli
+from autograder.__main__ import build_parser, main as cli
 from autograder.examples import (complete_solution, deleted_test_cell, hand_in_with_report,
                                  infinite_loop, killed_kernel, with_invented_number,
                                  write_examples, write_submission)
@@ -125,6 +125,13 @@ def test_parse_shard():
     for bad in ("8/8", "a/b", "3"):
         with pytest.raises(ValueError):
             parse_shard(bad)
+
+
+def test_grade_and_demo_write_to_their_own_default_folders():
+    parser = build_parser()
+    assert parser.parse_args(["grade", "subs"]).out == Path("grading")
+    assert parser.parse_args(["demo"]).out == Path("grading-demo")
+    assert parser.parse_args(["demo", "--out", "elsewhere"]).out == Path("elsewhere")
 
 
 # --- grading (slow: real nbgrader runs in grading mode) ---------------------------------------
