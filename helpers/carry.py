@@ -6,7 +6,8 @@
 runs the exercise cells of `01_lora_layer.ipynb` (the cells nbgrader marks as solution cells,
 plus cells tagged `carry`, which re-import what those need) in a fresh module and hands back
 the names asked for. The notebook is read as last saved, from the folder of the running
-notebook. The autograder sets `LORA_LAB_CARRY_DIR` to the reference notebooks so that each
+notebook. A name whose exercise cell still holds the release's `raise NotImplementedError()`
+is refused with a message naming that exercise: do that step first. The autograder sets `LORA_LAB_CARRY_DIR` to the reference notebooks so that each
 step is graded on a correct base: a mistake in step 1 only costs points in step 1.
 """
 
@@ -21,6 +22,8 @@ import nbformat
 
 CARRY_DIR_VAR = "LORA_LAB_CARRY_DIR"
 CARRY_TAG = "carry"
+STUB_MARK = "# YOUR CODE HERE"
+STUB_RAISE = "raise NotImplementedError()"
 
 _cache: dict[tuple[str, int, int], types.ModuleType] = {}
 
@@ -39,6 +42,14 @@ def notebook_path(name: str) -> Path:
             f"and start Jupyter so that this notebook runs from it (or set {CARRY_DIR_VAR})."
         )
     return path
+
+
+_ABSENT = object()
+
+
+def is_unfinished(source: str) -> bool:
+    """Whether an exercise cell still holds the release's placeholder."""
+    return STUB_MARK in source and STUB_RAISE in source
 
 
 def _is_carried(cell: nbformat.NotebookNode) -> bool:
@@ -67,12 +78,17 @@ def load_notebook_module(name: str) -> types.ModuleType:
         )
     module = types.ModuleType(f"lab_{path.stem}", f"Exercise cells of {path.name}")
     module.__file__ = str(path)
+    module.__unfinished__ = {}  # name -> label of the exercise cell, still a stub, defining it
     sys.modules[module.__name__] = module  # so classes defined there pickle and introspect
     for index, cell in enumerate(cells):
         label = cell.metadata.get("nbgrader", {}).get("grade_id") or f"carry cell {index + 1}"
+        before = dict(module.__dict__)
         try:
             code = compile(cell.source, f"{path.name} [{label}]", "exec")
             exec(code, module.__dict__)
+            if is_unfinished(cell.source):
+                module.__unfinished__.update({name: label for name, value in vars(module).items()
+                                              if before.get(name, _ABSENT) is not value})
         except CarryForwardError:
             raise
         except Exception as exc:
@@ -97,6 +113,14 @@ def from_notebook(name: str, *names: str):
         raise CarryForwardError(
             f"{Path(module.__file__).name} does not define {', '.join(missing)}: keep the names "
             "the exercise asks for, save that notebook, then re-run this cell."
+        )
+    unfinished = {module.__unfinished__[n] for n in names if n in module.__unfinished__}
+    if unfinished:
+        exercises = ", ".join(f"'{label}'" for label in sorted(unfinished))
+        raise CarryForwardError(
+            f"{Path(module.__file__).name} is not finished: exercise {exercises} still has its "
+            f"placeholder `{STUB_RAISE}`. Do that step first, save "
+            f"{Path(module.__file__).name}, then re-run this cell."
         )
     found = tuple(getattr(module, n) for n in names)
     return found[0] if len(found) == 1 else found
