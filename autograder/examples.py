@@ -98,11 +98,31 @@ def killed_kernel(release_dir: Path = RELEASE_DIR) -> Notebooks:
     return notebooks
 
 
+def edited_test_cell(release_dir: Path = RELEASE_DIR) -> Notebooks:
+    """Step 1 initialises B at random and its failing test was edited into a print: nbgrader
+    grades the original test, so the points are those of `wrong_lora_init`."""
+    notebooks = wrong_lora_init(release_dir)
+    _cell(notebooks["01_lora_layer"], "test_lora_layer_zero_at_init").source = 'print("all good")'
+    return notebooks
+
+
 def deleted_test_cell(release_dir: Path = RELEASE_DIR) -> Notebooks:
     """A visible test cell of step 1 was deleted: nbgrader restores and grades it."""
     notebooks = complete_solution(release_dir)
     nb = notebooks["01_lora_layer"]
     nb.cells = [c for c in nb.cells if _grade_id(c) != "test_lora_layer_shapes"]
+    return notebooks
+
+
+def flooded_output(release_dir: Path = RELEASE_DIR) -> Notebooks:
+    """Step 3 prints a 3-million-character line, 300,000 lines and a huge HTML output: the
+    graded copy and the feedback keep a capped amount, the points do not change."""
+    notebooks = complete_solution(release_dir)
+    cell = _cell(notebooks["03_lora_injection"], "replace_linear_with_lora")
+    cell.source = ('from IPython.display import HTML, display\n'
+                   'print("x" * 3_000_000)\n'
+                   'print("\\n".join(f"line {i}" for i in range(300_000)))\n'
+                   'display(HTML("<b>" + "y" * 3_000_000 + "</b>"))\n' + cell.source)
     return notebooks
 
 
@@ -117,6 +137,8 @@ ROBUSTNESS_EXAMPLES: dict[str, Callable[[], Notebooks]] = {
     "infinite_loop": infinite_loop,
     "killed_kernel": killed_kernel,
     "deleted_test_cell": deleted_test_cell,
+    "edited_test_cell": edited_test_cell,
+    "flooded_output": flooded_output,
 }
 
 

@@ -13,10 +13,12 @@ import pandas as pd
 import pytest
 
 from autograder.__main__ import build_parser, main as cli
-from autograder.examples import (complete_solution, deleted_test_cell, hand_in_with_report,
-                                 infinite_loop, killed_kernel, with_invented_number,
-                                 write_examples, write_submission)
-from autograder.grading import GRADED, KERNEL_DIED, MISSING, TIMED_OUT, UNREADABLE
+from autograder.examples import (complete_solution, deleted_test_cell, edited_test_cell,
+                                 flooded_output, hand_in_with_report, infinite_loop,
+                                 killed_kernel, with_invented_number, write_examples,
+                                 write_submission)
+from autograder.grading import (GRADED, KERNEL_DIED, MISSING, TIMED_OUT, UNREADABLE,
+                                CapOutputSize)
 from autograder.runner import (default_jobs, load_results, merge_results, parse_shard,
                                threads_per_student)
 from autograder.submissions import STAGING_ERROR, SubmissionError, stage_submissions
@@ -134,6 +136,30 @@ def test_grade_and_demo_write_to_their_own_default_folders():
     assert parser.parse_args(["demo", "--out", "elsewhere"]).out == Path("elsewhere")
 
 
+def test_outputs_are_capped_in_size_and_small_ones_kept():
+    import nbformat
+
+    def plot():
+        return nbformat.v4.new_output("display_data", data={"image/png": "iVBOR" * 20_000})
+
+    cell = nbformat.v4.new_code_cell("", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="x" * 50),
+        nbformat.v4.new_output("stream", name="stdout", text="x" * 5_000),
+        nbformat.v4.new_output("display_data", data={"text/html": "<b>" + "y" * 5_000 + "</b>",
+                                                     "text/plain": "<HTML>"}),
+        plot()])
+    capped, _ = CapOutputSize(max_chars=1_000).preprocess_cell(cell, {}, 0)
+    short, long_text, html, big_plot = capped.outputs
+    assert short.text == "x" * 50
+    assert long_text.text.startswith("x" * 1_000) and "truncated (5,000 characters)" in long_text.text
+    assert len(long_text.text) < 1_100
+    assert html.data == {"text/plain": "... Output removed (5,013 characters) ..."}
+    assert big_plot.data == {"text/plain": "... Output removed (100,000 characters) ..."}
+    kept, _ = CapOutputSize().preprocess_cell(nbformat.v4.new_code_cell("", outputs=[plot()]),
+                                              {}, 0)
+    assert kept.outputs[0].data["image/png"] == "iVBOR" * 20_000  # a plot (100 kB) stays
+
+
 # --- grading (slow: real nbgrader runs in grading mode) ---------------------------------------
 
 def _broken_submission() -> dict:
@@ -141,6 +167,7 @@ def _broken_submission() -> dict:
     notebooks = complete_solution()
     notebooks["01_lora_layer"] = deleted_test_cell()["01_lora_layer"]
     notebooks["02_lora_wrapper"] = infinite_loop()["02_lora_wrapper"]
+    notebooks["03_lora_injection"] = flooded_output()["03_lora_injection"]
     notebooks["04_classification_head"] = killed_kernel()["04_classification_head"]
     return notebooks
 
@@ -155,6 +182,8 @@ def graded(tmp_path_factory):
     broken = write_submission(_broken_submission(), submissions / "broken")
     (broken / "05_training.ipynb").write_text('{"cells": [ not json')
     (broken / "06_inference.ipynb").unlink()
+    write_submission({"01_lora_layer": edited_test_cell()["01_lora_layer"]},
+                     submissions / "edited_test")
     out = root / "out"
     code = cli(["grade", str(submissions), "--out", str(out), "--jobs", "2",
                 "--cell-timeout", "60"])
@@ -170,7 +199,7 @@ def test_exit_code_and_outputs(graded):
     code, out, results = graded
     assert code == 0  # students failing is not the grader failing
     table = pd.read_csv(out / "grades.csv")
-    assert sorted(table["student"]) == ["broken", "complete", "injection_twice",
+    assert sorted(table["student"]) == ["broken", "complete", "edited_test", "injection_twice",
                                         "invented_number", "out_head_wrapped", "untouched"]
     assert {"total", "max_total", "status", "03_lora_injection",
             "03_lora_injection:hidden_injection_gpt2"} <= set(table.columns)
@@ -223,8 +252,20 @@ def test_broken_notebooks_get_their_status_and_cost_only_themselves(graded):
                       "05_training": UNREADABLE, "06_inference": MISSING}
     scores = _scores(result)
     assert scores["01_lora_layer"] == FULL["01_lora_layer"]  # deleted test cell restored, graded
-    assert scores["03_lora_injection"] == FULL["03_lora_injection"]
+    assert scores["03_lora_injection"] == FULL["03_lora_injection"]  # flooded output: capped
+    feedback = (graded[1] / "feedback" / "broken" / "03_lora_injection.html").read_text()
+    assert "Output removed (3,000,041 characters)" in feedback
+    assert len(feedback) < 2_500_000  # 6 MB uncapped
     assert scores["02_lora_wrapper"] == 0 and scores["04_classification_head"] == 0
+
+
+@pytest.mark.slow
+def test_an_edited_test_cell_is_graded_as_written_in_the_master(graded):
+    nb01 = graded[2]["edited_test"].notebooks[0]
+    assert nb01.name == "01_lora_layer" and nb01.status == GRADED
+    assert nb01.tests["test_lora_layer_zero_at_init"] == 0  # the print did not replace the test
+    assert "LoRA output must be exactly zero" in nb01.failed["test_lora_layer_zero_at_init"]
+    assert nb01.score == 3
 
 
 @pytest.mark.slow
