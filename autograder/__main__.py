@@ -75,9 +75,19 @@ def _grade(args: argparse.Namespace) -> int:
 def _merge(args: argparse.Namespace) -> int:
     from autograder.runner import merge_results, summary_text
 
-    table = merge_results(args.out, args.shards)
+    missing = [shard for shard in args.shards if not (shard / "results").is_dir()]
+    shards = [shard for shard in args.shards if shard not in missing]
+    if not any((folder / "results").is_dir() for folder in [args.out, *shards]):
+        print(f"No graded student in {args.out}: run `python -m autograder grade` first.",
+              file=sys.stderr)
+        return 1
+    table = merge_results(args.out, shards)
     print(summary_text(table))
     print(f"\ngrades: {args.out / 'grades.csv'}")
+    if missing:
+        print(f"NOT MERGED (no results/ folder; did those tasks run?): "
+              f"{', '.join(map(str, missing))}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -151,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("submissions", type=Path,
                        help="folder with one sub-folder or zip per student, or an LMS zip")
     _add_grading_options(grade)
-    grade.add_argument("--shard", help="INDEX/COUNT: grade only this share (cluster arrays)")
+    grade.add_argument("--shard", type=_shard,
+                       help="INDEX/COUNT: grade only this share (cluster arrays)")
     grade.add_argument("--id-pattern", dest="id_pattern",
                        help="regex with a group (?P<id>...) finding the student id in zip paths")
     grade.add_argument("--force", action="store_true", help="regrade students already graded")
@@ -186,9 +197,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _shard(text: str) -> str:
+    from autograder.runner import parse_shard
+
+    try:
+        parse_shard(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
+    from autograder.submissions import SubmissionError
+
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except SubmissionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -136,6 +136,21 @@ def test_grade_and_demo_write_to_their_own_default_folders():
     assert parser.parse_args(["demo", "--out", "elsewhere"]).out == Path("elsewhere")
 
 
+def test_instructor_mistakes_get_a_message_not_a_traceback(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli(["grade", str(tmp_path / "nothere"), "--out", str(out)]) == 2
+    assert "error: " in capsys.readouterr().err and not out.exists()
+    (tmp_path / "empty").mkdir()
+    assert cli(["grade", str(tmp_path / "empty"), "--out", str(out)]) == 2
+    assert "No student submission found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli(["grade", str(tmp_path / "empty"), "--shard", "4/4"])
+    assert exit_.value.code == 2 and "INDEX must be between 0 and COUNT-1" in capsys.readouterr().err
+    assert cli(["export", str(tmp_path / "never_graded")]) == 1
+    assert "run `python -m autograder grade` first" in capsys.readouterr().err
+    assert not (tmp_path / "never_graded").exists()
+
+
 def test_outputs_are_capped_in_size_and_small_ones_kept():
     import nbformat
 
@@ -286,6 +301,10 @@ def test_rerun_skips_unchanged_students_and_merge_is_stable(graded, tmp_path):
     shard_out = tmp_path / "merged"
     assert cli(["merge", str(shard_out), str(out)]) == 0
     assert pd.read_csv(shard_out / "grades.csv").equals(pd.read_csv(out / "grades.csv"))
+    # a shard whose array task never ran is reported (exit 1); the others are still merged
+    partial = tmp_path / "partial"
+    assert cli(["merge", str(partial), str(out), str(tmp_path / "shard-lost")]) == 1
+    assert pd.read_csv(partial / "grades.csv").equals(pd.read_csv(out / "grades.csv"))
 
 
 @pytest.mark.slow
@@ -300,6 +319,10 @@ def test_slurm_merge_script_merges_shards(graded, tmp_path):
             (out / "results" / f"{student}.json").read_bytes())
     script = Path(__file__).parents[1] / "autograder" / "slurm" / "merge.sh"
     subprocess.run(["bash", str(script), str(tmp_path)], check=True, capture_output=True)
+    assert pd.read_csv(tmp_path / "grades.csv").equals(pd.read_csv(out / "grades.csv"))
+    # told to expect 3 shards, it merges the two that ran and fails naming the third
+    run = subprocess.run(["bash", str(script), str(tmp_path), "3"], capture_output=True, text=True)
+    assert run.returncode == 1 and "shard-2" in run.stderr
     assert pd.read_csv(tmp_path / "grades.csv").equals(pd.read_csv(out / "grades.csv"))
 
 
