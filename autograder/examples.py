@@ -115,13 +115,14 @@ def deleted_test_cell(release_dir: Path = RELEASE_DIR) -> Notebooks:
 
 
 def flooded_output(release_dir: Path = RELEASE_DIR) -> Notebooks:
-    """Step 3 prints a 3-million-character line, 300,000 lines and a huge HTML output: the
-    graded copy and the feedback keep a capped amount, the points do not change."""
+    """Step 3 prints a 3-million-character line, a million lines, then a huge HTML output:
+    grading stops recording past its budget, keeps a capped amount, the points do not change."""
     notebooks = complete_solution(release_dir)
     cell = _cell(notebooks["03_lora_injection"], "replace_linear_with_lora")
     cell.source = ('from IPython.display import HTML, display\n'
                    'print("x" * 3_000_000)\n'
-                   'print("\\n".join(f"line {i}" for i in range(300_000)))\n'
+                   'for i in range(1_000_000):\n'
+                   '    print(f"line {i}")\n'
                    'display(HTML("<b>" + "y" * 3_000_000 + "</b>"))\n' + cell.source)
     return notebooks
 

@@ -7,8 +7,8 @@ code does can reach another student's grade. For each notebook it:
    `notebook unreadable`, zero points for that notebook only);
 2. runs `nbgrader autograde` on that notebook alone, so a crash costs that notebook only;
    deleted or edited test cells are restored from the masters by nbgrader; a dead kernel is
-   retried once; each cell has a timeout (longer for cells tagged `training`); each output
-   is capped in lines and characters;
+   retried once; each cell has a timeout (longer for cells tagged `training`); outputs are
+   capped in size while they are recorded and in the graded copy (`output_limits`);
 3. reads every graded cell's points from the private gradebook and renders feedback HTML.
 
 It then checks `rapport.md` against the student's own executed notebooks
@@ -29,8 +29,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
-from nbconvert.preprocessors import Preprocessor
-from traitlets import Bool, Integer
 from traitlets.config import Config
 
 from autograder.course import ASSIGNMENT, nbgrader_api
@@ -58,6 +56,7 @@ class GradeOptions:
     cpu_seconds: int = 3600        # CPU-time limit of every kernel (0: none)
     max_output_lines: int = 200    # lines kept per cell output in the graded copy
     max_output_chars: int = 1_000_000  # characters kept per output (a plot is ~100,000)
+    max_cell_output_chars: int = 10_000_000  # characters recorded per cell while it runs
     no_network: bool = True        # run kernels without network where the OS allows it
 
 
@@ -112,40 +111,13 @@ def _timeout_for(options: GradeOptions):
     return timeout
 
 
-class CapOutputSize(Preprocessor):
-    """Cuts each output of the graded copy to `max_chars` characters.
-
-    nbgrader's LimitOutput counts lines only: one endless line, or a huge HTML or image
-    output, would otherwise reach the feedback file whole.
-    """
-
-    enabled = Bool(True).tag(config=True)  # nbconvert preprocessors are off by default
-    max_chars = Integer(1_000_000).tag(config=True)
-
-    def preprocess_cell(self, cell: nbformat.NotebookNode, resources: dict, index: int):
-        if cell.cell_type == "code":
-            cell.outputs = [self._cap(output) for output in cell.outputs]
-        return cell, resources
-
-    def _cap(self, output: nbformat.NotebookNode) -> nbformat.NotebookNode:
-        if output.output_type == "stream" and len(output.text) > self.max_chars:
-            output.text = (output.text[:self.max_chars]
-                           + f"\n... Output truncated ({len(output.text):,} characters) ...\n")
-        elif output.output_type in ("display_data", "execute_result"):
-            size = sum(len(str(value)) for value in output.get("data", {}).values())
-            if size > self.max_chars:
-                output.data = {"text/plain": f"... Output removed ({size:,} characters) ..."}
-                output.metadata = {}
-        return output
-
-
 def autograde_config(options: GradeOptions, notebook: str, sockets: Path) -> Config:
     """nbgrader settings for grading one notebook (the defaults are wrong for this lab).
 
     Kernels talk over Unix sockets named after `sockets` (an absolute path prefix), so they
     need no network interface at all.
     """
-    from nbgrader.converters.autograde import Autograde  # slow import: only when grading
+    from autograder.output_limits import autograde_steps  # imports nbgrader: only when grading
 
     c = Config()
     c.CourseDirectory.notebook_id = notebook
@@ -159,9 +131,8 @@ def autograde_config(options: GradeOptions, notebook: str, sockets: Path) -> Con
     c.OverwriteCells.add_missing_cells = True     # deleted test cells come back and are graded
     c.LimitOutput.max_lines = options.max_output_lines
     c.LimitOutput.max_traceback = 50
-    c.Autograde.autograde_preprocessors = [
-        step for default in Autograde.class_traits()["autograde_preprocessors"].default()
-        for step in ((default, CapOutputSize) if default.__name__ == "LimitOutput" else (default,))]
+    c.Autograde.autograde_preprocessors = autograde_steps()
+    c.ExecuteWithOutputBudget.max_cell_output_chars = options.max_cell_output_chars
     c.CapOutputSize.max_chars = options.max_output_chars
     c.ClearMetadataPreprocessor.enabled = False
     return c

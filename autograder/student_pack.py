@@ -29,7 +29,9 @@ STUDENT_README = """# LoRA from scratch — student pack
 3. Run `jupyter lab`, open `notebooks/01_lora_layer.ipynb` and work in order up to
    `06_inference.ipynb`. Keep the six notebooks together in `notebooks/`: each one reuses your
    code from the previous ones.
-4. Write `rapport.md` from `rapport_template.md`; the plots are saved in `img/`.
+4. Write `rapport.md` from `rapport_template.md` with your own outputs; the plots are saved
+   in `img/`. Check it: `python -m helpers.report_check .` lists what is left to fix
+   (template text, missing images, numbers that appear in none of your notebooks' outputs).
 5. Hand in the six executed notebooks, `rapport.md` and `img/`.
 
 Downloads (SMS Spam Collection, GPT-2 weights, ~550 MB) go to `data/` on first use. Without

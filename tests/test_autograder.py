@@ -4,6 +4,7 @@ status, and nothing one student does changes another's grade."""
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 import zipfile
@@ -17,8 +18,7 @@ from autograder.examples import (complete_solution, deleted_test_cell, edited_te
                                  flooded_output, hand_in_with_report, infinite_loop,
                                  killed_kernel, with_invented_number, write_examples,
                                  write_submission)
-from autograder.grading import (GRADED, KERNEL_DIED, MISSING, TIMED_OUT, UNREADABLE,
-                                CapOutputSize)
+from autograder.grading import GRADED, KERNEL_DIED, MISSING, TIMED_OUT, UNREADABLE
 from autograder.runner import (default_jobs, load_results, merge_results, parse_shard,
                                threads_per_student)
 from autograder.submissions import STAGING_ERROR, SubmissionError, stage_submissions
@@ -151,8 +151,34 @@ def test_instructor_mistakes_get_a_message_not_a_traceback(tmp_path, capsys):
     assert not (tmp_path / "never_graded").exists()
 
 
+def test_a_cell_output_is_recorded_up_to_its_budget_and_errors_always():
+    from autograder.output_limits import ExecuteWithOutputBudget
+
+    execute = ExecuteWithOutputBudget(max_cell_output_chars=100)
+    execute.reset_execution_trackers()           # what nbclient does before running cells
+    execute.clear_before_next_output = False
+
+    def message(msg_type, content, run="run-1"):
+        return {"msg_type": msg_type, "parent_header": {"msg_id": run},
+                "header": {"msg_type": msg_type}, "content": content}
+
+    outs = []
+    for i in range(30):  # 30 x 10 characters: 10 kept, then one note
+        execute.output(outs, message("stream", {"name": "stdout", "text": f"line {i:04d}\n"}),
+                       None, 0)
+    execute.output(outs, message("error", {"ename": "ValueError", "evalue": "late",
+                                           "traceback": []}), None, 0)
+    assert [o.output_type for o in outs] == ["stream"] * 10 + ["display_data", "error"]
+    assert "more than 100 characters" in outs[10].data["text/plain"]
+    again = []  # the next cell (another execution) has a budget of its own
+    execute.output(again, message("stream", {"name": "stdout", "text": "ok\n"}, "run-2"), None, 1)
+    assert again[0].text == "ok\n"
+
+
 def test_outputs_are_capped_in_size_and_small_ones_kept():
     import nbformat
+
+    from autograder.output_limits import CapOutputSize
 
     def plot():
         return nbformat.v4.new_output("display_data", data={"image/png": "iVBOR" * 20_000})
@@ -269,8 +295,9 @@ def test_broken_notebooks_get_their_status_and_cost_only_themselves(graded):
     assert scores["01_lora_layer"] == FULL["01_lora_layer"]  # deleted test cell restored, graded
     assert scores["03_lora_injection"] == FULL["03_lora_injection"]  # flooded output: capped
     feedback = (graded[1] / "feedback" / "broken" / "03_lora_injection.html").read_text()
-    assert "Output removed (3,000,041 characters)" in feedback
-    assert len(feedback) < 2_500_000  # 6 MB uncapped
+    assert re.search(r"Output truncated \(3,\d{3},\d{3} characters\)", feedback)  # long line
+    assert "output stopped: this cell printed more than 10,000,000 characters" in feedback
+    assert "yyyyy" not in feedback and len(feedback) < 2_500_000  # 19 MB printed
     assert scores["02_lora_wrapper"] == 0 and scores["04_classification_head"] == 0
 
 

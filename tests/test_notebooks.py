@@ -159,5 +159,7 @@ def test_student_pack_has_release_and_helpers_but_no_solutions(tmp_path):
         code += "\n".join(c.source for n in names if n.endswith(".ipynb")
                           for c in nbformat.reads(archive.read(n).decode(), as_version=4).cells)
         assert 'packages = ["helpers"]' in archive.read("lora-lab/pyproject.toml").decode()
+        readme = archive.read("lora-lab/README.md").decode()
+        assert "notebooks/01_lora_layer.ipynb" in readme and "helpers.report_check" in readme
     assert _leaked(code) == []
     assert "lora-lab/helpers/gpt.py" in names and "lora-lab/rapport_template.md" in names
