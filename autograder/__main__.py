@@ -55,7 +55,10 @@ def _print_run(out: Path, summary=None) -> int:
         if summary.skipped:
             print(f"already graded, unchanged (skipped): {len(summary.skipped)}")
         if not summary.network_isolated:
-            print("note: student code ran WITH network access (unshare not available here)")
+            print("note: student code ran WITH network access (--allow-network, or no unshare here)")
+        if not summary.files_protected:
+            print("note: student code could write outside its own folder (no mount namespace "
+                  "here): run the grading as a dedicated user or in a container")
         if summary.failed:
             print(f"GRADING FAILED for {', '.join(summary.failed)}: see {out / 'logs'}",
                   file=sys.stderr)

@@ -127,6 +127,28 @@ def flooded_output(release_dir: Path = RELEASE_DIR) -> Notebooks:
     return notebooks
 
 
+TAMPER_TARGETS = ("checks/_tamper_probe.py", "results/tamper_probe.json")
+
+
+def tampering(release_dir: Path = RELEASE_DIR) -> Notebooks:
+    """Step 1 is right, then tries to write a file among the hidden checks and a fake result
+    among the other students' (TAMPER_TARGETS): both must be refused."""
+    notebooks = complete_solution(release_dir)
+    notebooks["01_lora_layer"].cells.append(nbformat.v4.new_code_cell(
+        "import pathlib\n"
+        "import autograder\n"
+        "out = next(p for p in pathlib.Path.cwd().parents if (p / 'staging').is_dir())\n"
+        f"targets = [pathlib.Path(autograder.__file__).parent / {TAMPER_TARGETS[0]!r},\n"
+        f"           out / {TAMPER_TARGETS[1]!r}]\n"
+        "for target in targets:\n"
+        "    try:\n"
+        "        target.write_text('{}')\n"
+        "        print('written', target)\n"
+        "    except OSError as error:\n"
+        "        print('refused', target, error)\n"))
+    return notebooks
+
+
 EXAMPLES: dict[str, Callable[[], Notebooks]] = {
     "complete": complete_solution,
     "untouched": untouched_release,
@@ -140,6 +162,7 @@ ROBUSTNESS_EXAMPLES: dict[str, Callable[[], Notebooks]] = {
     "deleted_test_cell": deleted_test_cell,
     "edited_test_cell": edited_test_cell,
     "flooded_output": flooded_output,
+    "tampering": tampering,
 }
 
 

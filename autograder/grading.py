@@ -183,8 +183,13 @@ def _readable(path: Path) -> bool:
 
 
 def grade_student(template: Path, staged: Path, student: str, workdir: Path,
-                  feedback_dir: Path, options: GradeOptions) -> StudentResult:
-    """Grade one student's staged files in a private copy of the template course."""
+                  feedback_dir: Path, options: GradeOptions,
+                  sockets_dir: Path | None = None) -> StudentResult:
+    """Grade one student's staged files in a private copy of the template course.
+
+    sockets_dir: where the kernels' Unix sockets go (default `workdir`); its path must stay
+    short (under about 100 characters with the socket names).
+    """
     start = time.perf_counter()
     root = workdir / "course"
     shutil.copytree(template, root)
@@ -215,7 +220,7 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
             result.status = UNREADABLE
         else:
             shutil.copy2(source, submitted / source.name)
-            _autograde_one(root, student, name, options, result)
+            _autograde_one(root, student, name, options, result, sockets_dir or workdir)
         result.seconds = round(time.perf_counter() - nb_start, 2)
         results.append(result)
     feedback = _generate_feedback(root, student, options)
@@ -229,8 +234,8 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
 
 
 def _autograde_one(root: Path, student: str, name: str, options: GradeOptions,
-                   result: NotebookResult) -> None:
-    api = nbgrader_api(root, autograde_config(options, name, root.parent / "kernel"))
+                   result: NotebookResult, sockets_dir: Path) -> None:
+    api = nbgrader_api(root, autograde_config(options, name, sockets_dir / "kernel"))
     outcome = api.autograde(ASSIGNMENT, student, force=True, create=True)
     autograded = root / "autograded" / student / ASSIGNMENT / f"{name}.ipynb"
     if not outcome.get("success") or not autograded.is_file():

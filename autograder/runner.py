@@ -2,8 +2,9 @@
 
     stage_submissions -> OUT/staging/<student>/
     prepare_template  -> OUT/work/template/ (masters, nbgrader gradebook)
-    one worker process per student (`--jobs N` at a time; `--shard i/N` for a cluster array)
-        -> OUT/results/<student>.json and OUT/feedback/<student>/*.html
+    one worker process per student (`--jobs N` at a time; `--shard i/N` for a cluster array),
+        isolated (`autograder.isolation`), writing only into OUT/incoming/<student>/
+        -> moved to OUT/results/<student>.json and OUT/feedback/<student>/*.html
     merge_results     -> OUT/grades.csv, summary table
 
 Results are written atomically and carry a digest of the student's files: a run that was
@@ -20,16 +21,17 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from autograder.course import ASSIGNMENT, generate_release_into
+from autograder.course import ASSIGNMENT, REPO_ROOT, generate_release_into
 from autograder.grading import (FAILED, GRADED, GradeOptions, NotebookResult, StudentResult,
                                 write_atomically)
+from autograder.isolation import isolated_command, support
 from autograder.notebook_source import NOTEBOOK_NAMES, build_masters
 from autograder.submissions import Submission, stage_submissions
 
@@ -43,7 +45,8 @@ class RunSummary:
     graded: list[str]
     skipped: list[str]
     failed: list[str]   # students whose grading itself failed (worker crashed or killed)
-    network_isolated: bool
+    network_isolated: bool  # student code ran without network
+    files_protected: bool   # student code could not write outside its own folder (see isolation)
 
 
 def submission_digest(folder: Path) -> str:
@@ -63,18 +66,6 @@ def prepare_template(dest: Path) -> Path:
     generate_release_into(dest)
     shutil.rmtree(dest / "release", ignore_errors=True)
     return dest
-
-
-@lru_cache(maxsize=1)
-def network_isolation_available() -> bool:
-    """True when `unshare -rn` can start a process without network here."""
-    if not shutil.which("unshare"):
-        return False
-    try:
-        return subprocess.run(["unshare", "-rn", "true"], capture_output=True,
-                              timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
 
 
 def _limits(options: GradeOptions):
@@ -142,18 +133,26 @@ def threads_per_student(jobs: int) -> dict[str, str]:
 
 
 def grade_one(template: Path, submission: Submission, out: Path, options: GradeOptions,
-              digest: str, env: dict[str, str] | None = None) -> bool:
-    """Run the worker for one student (`env`: extra environment); True when it produced a result."""
+              digest: str, env: dict[str, str] | None = None,
+              protected: list[Path] = ()) -> bool:
+    """Run the worker for one student; True when it produced a result.
+
+    env: extra environment; protected: folders made read-only for the student's code (the
+    worker's own folder `OUT/incoming/<student>` stays writable).
+    """
+    student = submission.student_id
+    own = out / "incoming" / student
+    shutil.rmtree(own, ignore_errors=True)
+    own.mkdir(parents=True)
     command = [sys.executable, "-m", "autograder.worker", "--template", str(template),
-               "--staged", str(submission.folder), "--student", submission.student_id,
-               "--out", str(out), "--digest", digest, "--options", json.dumps(asdict(options))]
-    if options.no_network and network_isolation_available():
-        command = ["unshare", "-rn", *command]
-    log_path = out / "logs" / f"{submission.student_id}.log"
+               "--staged", str(submission.folder), "--student", student,
+               "--dest", str(own), "--digest", digest, "--options", json.dumps(asdict(options))]
+    command = isolated_command(command, [REPO_ROOT, out, *protected], own, options.no_network)
+    log_path = out / "logs" / f"{student}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   preexec_fn=_limits(options), cwd=template.parent,
+                                   preexec_fn=_limits(options), cwd=own,
                                    env={**os.environ, **(env or {})})
         try:
             returncode = process.wait(timeout=_student_timeout(options))
@@ -161,12 +160,21 @@ def grade_one(template: Path, submission: Submission, out: Path, options: GradeO
             os.killpg(process.pid, 9)
             process.wait()
             returncode = "killed after the time limit"
-    result_path = out / "results" / f"{submission.student_id}.json"
-    if returncode == 0 and result_path.is_file():
-        return True
-    write_atomically(result_path, _failed_result(
-        submission.student_id, digest, f"worker exited with {returncode}; see {log_path}").to_json())
-    return False
+    result_path = out / "results" / f"{student}.json"
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    done = returncode == 0 and (own / "result.json").is_file()
+    if done:
+        feedback = out / "feedback" / student
+        shutil.rmtree(feedback, ignore_errors=True)
+        if (own / "feedback").is_dir():
+            feedback.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(own / "feedback", feedback)
+        os.replace(own / "result.json", result_path)  # last: the result marks the student done
+    else:
+        write_atomically(result_path, _failed_result(
+            student, digest, f"worker exited with {returncode}; see {log_path}").to_json())
+    shutil.rmtree(own, ignore_errors=True)
+    return done
 
 
 def _current_result(out: Path, student: str, digest: str) -> bool:
@@ -220,12 +228,16 @@ def grade_submissions(source: Path, out: Path, jobs: int | None = 1,
     with ThreadPoolExecutor(max_workers=jobs) as pool, \
             tqdm(total=len(todo), unit="student", desc=f"grading ({jobs} at a time)",
                  disable=not progress) as bar:
-        futures = {pool.submit(grade_one, template, s, out, options, d, env): s for s, d in todo}
+        futures = {pool.submit(grade_one, template, s, out, options, d, env, [Path(source)]): s
+                   for s, d in todo}
         for future in futures:
             (graded if future.result() else failed).append(futures[future].student_id)
             bar.update(1)
-    return RunSummary(graded, skipped, failed,
-                      options.no_network and network_isolation_available())
+    with suppress(OSError):
+        (out / "incoming").rmdir()  # empty once every worker's files have been moved
+    available = support()
+    return RunSummary(graded, skipped, failed, options.no_network and available.network,
+                      available.files)
 
 
 def load_results(out: Path) -> list[StudentResult]:

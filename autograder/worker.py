@@ -1,7 +1,8 @@
 """`python -m autograder.worker`: grade one student in this process (started by the runner).
 
 It is a separate process so that one student's crash, memory use or tampering stays there.
-The result is written atomically to `OUT/results/<student>.json`.
+It writes only into its own folder (`--dest`: result.json, feedback/, its scratch copy of the
+course); the runner then moves the result and feedback into the grading folder.
 """
 
 from __future__ import annotations
@@ -19,16 +20,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", type=Path, required=True)
     parser.add_argument("--staged", type=Path, required=True)
     parser.add_argument("--student", required=True)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--dest", type=Path, required=True,
+                        help="this student's own folder: result.json, feedback/, scratch")
     parser.add_argument("--digest", required=True)
     parser.add_argument("--options", default="{}", help="GradeOptions as JSON")
     args = parser.parse_args(argv)
     options = GradeOptions(**json.loads(args.options))
-    with tempfile.TemporaryDirectory(prefix=f"grade-{args.student}-") as tmp:
+    # the kernels' sockets need a short path (Unix socket names: at most 107 characters)
+    with tempfile.TemporaryDirectory(prefix="scratch-", dir=args.dest) as tmp, \
+            tempfile.TemporaryDirectory(prefix="lora-kernels-") as sockets:
         result = grade_student(args.template, args.staged, args.student, Path(tmp),
-                               args.out / "feedback" / args.student, options)
+                               args.dest / "feedback", options, sockets_dir=Path(sockets))
     result.digest = args.digest
-    write_atomically(args.out / "results" / f"{args.student}.json", result.to_json())
+    write_atomically(args.dest / "result.json", result.to_json())
     return 0
 
 

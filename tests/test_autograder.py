@@ -16,13 +16,16 @@ import pytest
 from autograder.__main__ import build_parser, main as cli
 from autograder.examples import (complete_solution, deleted_test_cell, edited_test_cell,
                                  flooded_output, hand_in_with_report, infinite_loop,
-                                 killed_kernel, with_invented_number, write_examples,
-                                 write_submission)
+                                 killed_kernel, TAMPER_TARGETS, tampering, with_invented_number,
+                                 write_examples, write_submission)
+from autograder.checks import __file__ as CHECKS_INIT
 from autograder.grading import GRADED, KERNEL_DIED, MISSING, TIMED_OUT, UNREADABLE
+from autograder.isolation import support
 from autograder.runner import (default_jobs, load_results, merge_results, parse_shard,
                                threads_per_student)
 from autograder.submissions import STAGING_ERROR, SubmissionError, stage_submissions
 
+CHECKS_DIR = Path(CHECKS_INIT).parent
 FULL = {"01_lora_layer": 6, "02_lora_wrapper": 5, "03_lora_injection": 8,
         "04_classification_head": 10, "05_training": 9, "06_inference": 7}
 
@@ -225,10 +228,17 @@ def graded(tmp_path_factory):
     (broken / "06_inference.ipynb").unlink()
     write_submission({"01_lora_layer": edited_test_cell()["01_lora_layer"]},
                      submissions / "edited_test")
+    write_submission({"01_lora_layer": tampering()["01_lora_layer"]}, submissions / "tampering")
     out = root / "out"
-    code = cli(["grade", str(submissions), "--out", str(out), "--jobs", "2",
-                "--cell-timeout", "60"])
-    return code, out, {r.student_id: r for r in load_results(out)}
+    probes = [CHECKS_DIR.parent / TAMPER_TARGETS[0], out / TAMPER_TARGETS[1]]
+    try:
+        code = cli(["grade", str(submissions), "--out", str(out), "--jobs", "2",
+                    "--cell-timeout", "60"])
+        tampered = [path for path in probes if path.exists()]
+    finally:
+        for path in probes:  # never leave a stray file among the checks
+            path.unlink(missing_ok=True)
+    return code, out, {r.student_id: r for r in load_results(out)}, tampered
 
 
 def _scores(result) -> dict[str, float]:
@@ -237,11 +247,12 @@ def _scores(result) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_exit_code_and_outputs(graded):
-    code, out, results = graded
+    code, out, results, _ = graded
     assert code == 0  # students failing is not the grader failing
     table = pd.read_csv(out / "grades.csv")
     assert sorted(table["student"]) == ["broken", "complete", "edited_test", "injection_twice",
-                                        "invented_number", "out_head_wrapped", "untouched"]
+                                        "invented_number", "out_head_wrapped", "tampering",
+                                        "untouched"]
     assert {"total", "max_total", "status", "03_lora_injection",
             "03_lora_injection:hidden_injection_gpt2"} <= set(table.columns)
     assert (out / "feedback" / "complete" / "01_lora_layer.html").is_file()
@@ -311,6 +322,16 @@ def test_an_edited_test_cell_is_graded_as_written_in_the_master(graded):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not support().files, reason="no user and mount namespaces on this machine")
+def test_student_code_cannot_write_among_the_checks_or_the_results(graded):
+    code, out, results, tampered = graded
+    assert tampered == []
+    assert results["tampering"].notebooks[0].score == FULL["01_lora_layer"]
+    feedback = (out / "feedback" / "tampering" / "01_lora_layer.html").read_text()
+    assert feedback.count("Read-only file system") == 2
+
+
+@pytest.mark.slow
 def test_hidden_checks_are_not_revealed_in_feedback(graded):
     out = graded[1]
     html = (out / "feedback" / "untouched" / "03_lora_injection.html").read_text()
@@ -321,7 +342,7 @@ def test_hidden_checks_are_not_revealed_in_feedback(graded):
 
 @pytest.mark.slow
 def test_rerun_skips_unchanged_students_and_merge_is_stable(graded, tmp_path):
-    code, out, results = graded
+    code, out, results, _ = graded
     before = (out / "grades.csv").read_text()
     merged = merge_results(out)
     assert merged.to_csv(index=False) == before
