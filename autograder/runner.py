@@ -132,6 +132,19 @@ def threads_per_student(jobs: int) -> dict[str, str]:
     return {name: os.environ.get(name, threads) for name in THREAD_VARIABLES}
 
 
+def _regular_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _remove_links(folder: Path) -> None:
+    """Delete every symbolic link (and anything not a file or folder) below `folder`."""
+    for parent, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(parent) / name
+            if path.is_symlink() or not (path.is_dir() or path.is_file()):
+                path.unlink()
+
+
 def grade_one(template: Path, submission: Submission, out: Path, options: GradeOptions,
               digest: str, env: dict[str, str] | None = None,
               protected: list[Path] = ()) -> bool:
@@ -162,10 +175,11 @@ def grade_one(template: Path, submission: Submission, out: Path, options: GradeO
             returncode = "killed after the time limit"
     result_path = out / "results" / f"{student}.json"
     result_path.parent.mkdir(parents=True, exist_ok=True)
-    done = returncode == 0 and (own / "result.json").is_file()
+    done = returncode == 0 and _regular_file(own / "result.json")
     if done:
         feedback = out / "feedback" / student
         shutil.rmtree(feedback, ignore_errors=True)
+        _remove_links(own)  # student code could have planted links to other files there
         if (own / "feedback").is_dir():
             feedback.parent.mkdir(parents=True, exist_ok=True)
             os.replace(own / "feedback", feedback)

@@ -139,6 +139,21 @@ def test_grade_and_demo_write_to_their_own_default_folders():
     assert parser.parse_args(["demo", "--out", "elsewhere"]).out == Path("elsewhere")
 
 
+def test_links_planted_in_a_workers_folder_are_removed(tmp_path):
+    from autograder.runner import _remove_links
+
+    secret = tmp_path / "other_student_feedback.html"
+    secret.write_text("not yours")
+    feedback = tmp_path / "own" / "feedback"
+    (feedback / "sub").mkdir(parents=True)
+    (feedback / "01_lora_layer.html").write_text("yours")
+    (feedback / "leak.html").symlink_to(secret)
+    (feedback / "sub" / "leak_dir").symlink_to(tmp_path)
+    _remove_links(tmp_path / "own")
+    kept = sorted(p.relative_to(feedback).as_posix() for p in feedback.rglob("*"))
+    assert kept == ["01_lora_layer.html", "sub"] and secret.read_text() == "not yours"
+
+
 def test_instructor_mistakes_get_a_message_not_a_traceback(tmp_path, capsys):
     out = tmp_path / "out"
     assert cli(["grade", str(tmp_path / "nothere"), "--out", str(out)]) == 2
