@@ -183,12 +183,11 @@ def _readable(path: Path) -> bool:
 
 
 def grade_student(template: Path, staged: Path, student: str, workdir: Path,
-                  feedback_dir: Path, options: GradeOptions,
-                  sockets_dir: Path | None = None) -> StudentResult:
+                  feedback_dir: Path, options: GradeOptions, sockets_dir: Path) -> StudentResult:
     """Grade one student's staged files in a private copy of the template course.
 
-    sockets_dir: where the kernels' Unix sockets go (default `workdir`); its path must stay
-    short (under about 100 characters with the socket names).
+    sockets_dir: where the kernels' Unix sockets go; its path must stay short (under about
+    100 characters with the socket names).
     """
     start = time.perf_counter()
     root = workdir / "course"
@@ -220,7 +219,7 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
             result.status = UNREADABLE
         else:
             shutil.copy2(source, submitted / source.name)
-            _autograde_one(root, student, name, options, result, sockets_dir or workdir)
+            _autograde_one(root, student, name, options, result, sockets_dir)
         result.seconds = round(time.perf_counter() - nb_start, 2)
         results.append(result)
     feedback = _generate_feedback(root, student, options)

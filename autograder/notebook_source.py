@@ -127,14 +127,18 @@ def _check_unique_ids(nb: nbformat.NotebookNode, name: str) -> None:
         raise ValueError(f"{name}: duplicate grade ids {sorted(duplicates)}")
 
 
+def load_master(name: str) -> nbformat.NotebookNode:
+    """The master notebook `name` (e.g. '01_lora_layer') built from its markdown source."""
+    source = MASTERS_DIR / f"{name}.md"
+    return parse_master(source.read_text(encoding="utf-8"), source.name)
+
+
 def build_masters(dest: Path, names: tuple[str, ...] = NOTEBOOK_NAMES) -> list[Path]:
     """Write the master notebooks (with solutions and hidden tests) into `dest`."""
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     for name in names:
-        source = MASTERS_DIR / f"{name}.md"
-        nb = parse_master(source.read_text(encoding="utf-8"), source.name)
         path = dest / f"{name}.ipynb"
-        nbformat.write(nb, path)
+        nbformat.write(load_master(name), path)
         written.append(path)
     return written

@@ -7,8 +7,9 @@ runs the exercise cells of `01_lora_layer.ipynb` (the cells nbgrader marks as so
 plus cells tagged `carry`, which re-import what those need) in a fresh module and hands back
 the names asked for. The notebook is read as last saved, from the folder of the running
 notebook. A name whose exercise cell still holds the release's `raise NotImplementedError()`
-is refused with a message naming that exercise: do that step first. The autograder sets `LORA_LAB_CARRY_DIR` to the reference notebooks so that each
-step is graded on a correct base: a mistake in step 1 only costs points in step 1.
+is refused with a message naming that exercise: do that step first. The autograder sets
+`LORA_LAB_CARRY_DIR` to the reference notebooks so that each step is graded on a correct
+base: a mistake in step 1 only costs points in step 1.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def notebook_path(name: str) -> Path:
 _ABSENT = object()
 
 
-def is_unfinished(source: str) -> bool:
+def _is_unfinished(source: str) -> bool:
     """Whether an exercise cell still holds the release's placeholder."""
     return STUB_MARK in source and STUB_RAISE in source
 
@@ -82,11 +83,11 @@ def load_notebook_module(name: str) -> types.ModuleType:
     sys.modules[module.__name__] = module  # so classes defined there pickle and introspect
     for index, cell in enumerate(cells):
         label = cell.metadata.get("nbgrader", {}).get("grade_id") or f"carry cell {index + 1}"
-        before = dict(module.__dict__)
+        before = dict(vars(module)) if _is_unfinished(cell.source) else None
         try:
             code = compile(cell.source, f"{path.name} [{label}]", "exec")
             exec(code, module.__dict__)
-            if is_unfinished(cell.source):
+            if before is not None:  # the names this stub cell defined
                 module.__unfinished__.update({name: label for name, value in vars(module).items()
                                               if before.get(name, _ABSENT) is not value})
         except CarryForwardError:

@@ -13,7 +13,7 @@ from nbclient import NotebookClient
 
 from autograder import solutions
 from autograder.course import RELEASE_DIR, release_is_current
-from autograder.notebook_source import NOTEBOOK_NAMES, build_masters, parse_master
+from autograder.notebook_source import NOTEBOOK_NAMES, build_masters, load_master
 
 pytestmark = pytest.mark.slow
 
@@ -120,8 +120,7 @@ def test_release_has_no_solution_and_no_hidden_test(name):
 
 def test_masters_have_stable_documented_ids():
     for name in NOTEBOOK_NAMES:
-        nb = parse_master((Path(__file__).parents[1] / "autograder" / "masters" / f"{name}.md")
-                          .read_text(encoding="utf-8"), name)
+        nb = load_master(name)
         ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata]
         assert len(ids) == len(set(ids))
         assert any(c.metadata["nbgrader"].get("solution") for c in nb.cells if "nbgrader" in c.metadata)

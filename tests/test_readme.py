@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from autograder.examples import EXAMPLES
-from autograder.notebook_source import MASTERS_DIR, NOTEBOOK_NAMES, parse_master
+from autograder.notebook_source import NOTEBOOK_NAMES, load_master
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -23,13 +23,15 @@ def _table_rows(header_start: str) -> list[list[str]]:
     return rows
 
 
+def _graded_cells(name: str) -> list:
+    return [cell for cell in load_master(name).cells
+            if cell.metadata.get("nbgrader", {}).get("grade")]
+
+
 def _master_points(name: str) -> dict[str, float]:
-    nb = parse_master((MASTERS_DIR / f"{name}.md").read_text(encoding="utf-8"), name)
     points = {"visible": 0.0, "hidden": 0.0, "manual": 0}
-    for cell in nb.cells:
-        grading = cell.metadata.get("nbgrader", {})
-        if not grading.get("grade"):
-            continue
+    for cell in _graded_cells(name):
+        grading = cell.metadata["nbgrader"]
         if cell.cell_type == "markdown":
             points["manual"] += 1
         else:
@@ -58,9 +60,8 @@ def test_readme_points_table_matches_the_masters():
 def test_readme_lists_every_graded_cell_with_its_points():
     rows = {row[0]: row[1] for row in _table_rows("| notebook | graded cells |")}
     for name in NOTEBOOK_NAMES:
-        nb = parse_master((MASTERS_DIR / f"{name}.md").read_text(encoding="utf-8"), name)
         cells = [(c.metadata["nbgrader"]["grade_id"], c.metadata["nbgrader"]["points"])
-                 for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+                 for c in _graded_cells(name)]
         listed = [(grade_id, float(points))
                   for grade_id, points in re.findall(r"`(\w+)` (\d+)", rows[name])]
         assert listed == cells, name
@@ -70,8 +71,8 @@ def test_readme_demo_table_lists_the_demo_students_with_full_marks_for_complete(
     block = README[README.index("         student  total"):].split("```")[0].splitlines()
     rows = {line.split()[0]: line.split() for line in block[1:] if line.strip()}
     assert set(rows) == set(EXAMPLES) | {"invented_number"}
-    full = [_master_points(name)["visible"] + _master_points(name)["hidden"]
-            for name in NOTEBOOK_NAMES]
+    full = [points["visible"] + points["hidden"]
+            for points in map(_master_points, NOTEBOOK_NAMES)]
     complete = rows["complete"]
     assert [float(v) for v in complete[3:9]] == full
     assert float(complete[1]) == float(complete[2]) == sum(full)
