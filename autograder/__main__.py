@@ -18,8 +18,8 @@ import tempfile
 from dataclasses import fields
 from pathlib import Path
 
-from autograder.course import RELEASE_DIR, generate_release
-from autograder.grading import GradeOptions
+from autograder.build.course import RELEASE_DIR, generate_release
+from autograder.grade.results import GradeOptions
 
 DEFAULT_OUT = Path("grading")
 
@@ -31,7 +31,7 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _student_pack(args: argparse.Namespace) -> int:
-    from autograder.student_pack import build_student_pack
+    from autograder.build.student_pack import build_student_pack
 
     print(f"wrote {build_student_pack(args.dest)}")
     return 0
@@ -46,7 +46,7 @@ def _options(args: argparse.Namespace) -> GradeOptions:
 
 
 def _print_run(out: Path, summary=None) -> int:
-    from autograder.runner import merge_results, summary_text
+    from autograder.grade.table import merge_results, summary_text
 
     table = merge_results(out)
     print(summary_text(table))
@@ -67,7 +67,7 @@ def _print_run(out: Path, summary=None) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from autograder.runner import grade_submissions
+    from autograder.grade.runner import grade_submissions
 
     summary = grade_submissions(args.submissions, args.out, jobs=args.jobs,
                                 options=_options(args), id_pattern=args.id_pattern,
@@ -76,7 +76,7 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from autograder.runner import merge_results, summary_text
+    from autograder.grade.table import merge_results, summary_text
 
     missing = [shard for shard in args.shards if not (shard / "results").is_dir()]
     shards = [shard for shard in args.shards if shard not in missing]
@@ -108,8 +108,8 @@ def _feedback(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from autograder.examples import write_demo_examples
-    from autograder.runner import grade_submissions
+    from autograder.demo.hand_in import write_demo_examples
+    from autograder.grade.runner import grade_submissions
 
     out = args.out.resolve()
     with tempfile.TemporaryDirectory(prefix="lora-demo-") as tmp:
@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _shard(text: str) -> str:
-    from autograder.runner import parse_shard
+    from autograder.grade.runner import parse_shard
 
     try:
         parse_shard(text)
@@ -211,7 +211,7 @@ def _shard(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from autograder.submissions import SubmissionError
+    from autograder.grade.staging import SubmissionError
 
     args = build_parser().parse_args(argv)
     try:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from autograder.examples import complete_solution, write_submission
-from autograder.runner import grade_submissions, load_results
+from autograder.demo.examples import complete_solution, write_submission
+from autograder.grade.runner import grade_submissions
+from autograder.grade.table import load_results
 
 
 def _timed_run(submissions: Path, out: Path, jobs: int) -> float:

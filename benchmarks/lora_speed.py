@@ -315,7 +315,7 @@ def peft_available() -> bool:
 def time_grading(timeout: int) -> tuple[float | None, str]:
     """Seconds to grade the 'complete' example submission with `python -m autograder grade`."""
     try:
-        from autograder.examples import write_examples
+        from autograder.demo.examples import write_examples
     except ImportError as exc:
         return None, f"autograder examples unavailable ({exc})"
     with tempfile.TemporaryDirectory(prefix="lora-bench-grade-") as tmp:

@@ -14,12 +14,12 @@ from torch import nn
 
 from helpers.paths import data_dir
 
-CHECKPOINT_NAME = "lora_spam_classifier.pt"
+CLASSIFIER_FILE_NAME = "lora_spam_classifier.pt"
 
 
 def default_checkpoint_path() -> Path:
     """data/lora_spam_classifier.pt (notebook 05 writes it, notebook 06 reads it)."""
-    return data_dir() / CHECKPOINT_NAME
+    return data_dir() / CLASSIFIER_FILE_NAME
 
 
 def save_trainable(model: nn.Module, path: str | os.PathLike | None = None) -> Path:

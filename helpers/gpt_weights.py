@@ -26,7 +26,7 @@ from helpers.modes import grading_mode
 from helpers.paths import data_dir
 
 WEIGHTS_VAR = "LORA_LAB_GPT2_WEIGHTS"
-CHECKPOINT_NAME = "model.safetensors"
+WEIGHTS_FILE_NAME = "model.safetensors"
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not weights
 
 
@@ -37,10 +37,10 @@ def _hub_endpoint() -> str:
 def _resolve_local(path: str | os.PathLike) -> Path:
     path = Path(path).expanduser()
     if path.is_dir():
-        path = path / CHECKPOINT_NAME
+        path = path / WEIGHTS_FILE_NAME
     if not path.is_file():
         raise FileNotFoundError(
-            f"No GPT-2 checkpoint at {path}. Give the path of a `{CHECKPOINT_NAME}` file "
+            f"No GPT-2 checkpoint at {path}. Give the path of a `{WEIGHTS_FILE_NAME}` file "
             "(or of the folder that holds it) downloaded from the Hugging Face `gpt2` model."
         )
     return path
@@ -57,14 +57,14 @@ def gpt2_checkpoint_path(model_name: str = "gpt2-small (124M)",
     name = canonical_model_name(model_name)
     repo_id = HUB_MODEL_IDS[name]
     local_dir = data_dir() / "gpt2" / repo_id.split("/")[-1]
-    if (local_dir / CHECKPOINT_NAME).is_file():
-        return local_dir / CHECKPOINT_NAME
+    if (local_dir / WEIGHTS_FILE_NAME).is_file():
+        return local_dir / WEIGHTS_FILE_NAME
 
     endpoint = _hub_endpoint()
-    url = f"{endpoint}/{repo_id}/resolve/main/{CHECKPOINT_NAME}"
+    url = f"{endpoint}/{repo_id}/resolve/main/{WEIGHTS_FILE_NAME}"
     how_to_fix = (
         f"To continue without internet, download {url} on a machine that has it, copy it "
-        f"here and either pass `weights=\"path/to/{CHECKPOINT_NAME}\"` or set the environment "
+        f"here and either pass `weights=\"path/to/{WEIGHTS_FILE_NAME}\"` or set the environment "
         f"variable {WEIGHTS_VAR} to that path (a folder holding the file works too)."
     )
     if not is_reachable(endpoint):
@@ -73,7 +73,7 @@ def gpt2_checkpoint_path(model_name: str = "gpt2-small (124M)",
     from huggingface_hub import hf_hub_download  # imported here: only needed to download
 
     try:
-        path = hf_hub_download(repo_id=repo_id, filename=CHECKPOINT_NAME,
+        path = hf_hub_download(repo_id=repo_id, filename=WEIGHTS_FILE_NAME,
                                local_dir=local_dir, endpoint=endpoint)
     except Exception as exc:  # hub errors come in many types; all mean "not downloaded"
         raise DownloadError(f"Downloading the {name} weights failed ({exc}). {how_to_fix}") from None

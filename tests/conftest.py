@@ -4,14 +4,22 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from pathlib import Path
 
 import pytest
 import torch
 
+from helpers.env_info import DEVICE_VAR
+from helpers.gpt_weights import WEIGHTS_VAR
+from helpers.paths import DATA_DIR_VAR, IMG_DIR_VAR
+from helpers.spam_data import SMS_FILE_VAR
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SMS_FILE = REPO_ROOT.parent / "shared" / "data" / "SMSSpamCollection"
+# the real SMS Spam Collection: $LORA_LAB_SMS_FILE, else the copy beside the repository
+SMS_FILE = Path(os.environ.get(SMS_FILE_VAR)
+                or REPO_ROOT.parent / "shared" / "data" / "SMSSpamCollection")
 
 _real_connect = socket.socket.connect
 
@@ -37,11 +45,11 @@ def no_network():
 
 @pytest.fixture(autouse=True)
 def isolated_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("LORA_LAB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LORA_LAB_IMG_DIR", str(tmp_path / "img"))
+    monkeypatch.setenv(DATA_DIR_VAR, str(tmp_path / "data"))
+    monkeypatch.setenv(IMG_DIR_VAR, str(tmp_path / "img"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("LORA_LAB_GPT2_WEIGHTS", raising=False)
-    monkeypatch.delenv("LORA_LAB_DEVICE", raising=False)
+    monkeypatch.delenv(WEIGHTS_VAR, raising=False)
+    monkeypatch.delenv(DEVICE_VAR, raising=False)
 
 
 @pytest.fixture(scope="session")

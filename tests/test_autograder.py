@@ -14,16 +14,18 @@ import pandas as pd
 import pytest
 
 from autograder.__main__ import build_parser, main as cli
-from autograder.examples import (complete_solution, deleted_test_cell, edited_test_cell,
-                                 flooded_output, hand_in_with_report, infinite_loop,
-                                 killed_kernel, TAMPER_TARGETS, tampering, with_invented_number,
-                                 write_examples, write_submission)
+from autograder.demo.examples import (TAMPER_TARGETS, complete_solution, deleted_test_cell,
+                                      edited_test_cell, flooded_output, infinite_loop,
+                                      killed_kernel, tampering, write_examples, write_submission)
+from autograder.demo.hand_in import hand_in_with_report, with_invented_number
 from autograder.checks import __file__ as CHECKS_INIT
-from autograder.grading import GRADED, KERNEL_DIED, MISSING, TIMED_OUT, UNREADABLE
-from autograder.isolation import support
-from autograder.runner import (default_jobs, load_results, merge_results, parse_shard,
-                               threads_per_student)
-from autograder.submissions import STAGING_ERROR, SubmissionError, stage_submissions
+from autograder.grade.results import GRADED, KERNEL_DIED, MISSING, TIMED_OUT, UNREADABLE
+from autograder.grade.isolation import support
+from autograder.grade.parallelism import default_jobs, threads_per_student
+from autograder.grade.runner import parse_shard
+from autograder.grade.table import load_results, merge_results
+from autograder.grade.staging import (NOT_A_ZIP, OUTSIDE, STAGING_RECORD, SubmissionError,
+                                      stage_submissions, staging_problems)
 
 CHECKS_DIR = Path(CHECKS_INIT).parent
 FULL = {"01_lora_layer": 6, "02_lora_wrapper": 5, "03_lora_injection": 8,
@@ -55,7 +57,7 @@ def test_stage_folder_of_folders_and_zips(tmp_path):
     assert sorted(p.relative_to(staged["alice"]).as_posix() for p in staged["alice"].rglob("*")
                   if p.is_file()) == ["01_lora_layer.ipynb", "img/loss_curve.png", "rapport.md"]
     assert [p.name for p in staged["bob"].iterdir()] == ["02_lora_wrapper.ipynb"]
-    assert "not a readable zip" in (staged["carol"] / STAGING_ERROR).read_text()
+    assert [p.kind for p in staging_problems(staged["carol"])] == [NOT_A_ZIP]
 
 
 def test_stage_lms_zip_with_moodle_names_and_nested_zip(tmp_path):
@@ -85,10 +87,10 @@ def test_stage_keeps_the_report_links_and_stays_inside_the_staging(tmp_path):
     (staged,) = stage_submissions(source, tmp_path / "staging")
     files = sorted(p.relative_to(staged.folder).as_posix() for p in staged.folder.rglob("*")
                    if p.is_file())
-    assert files == ["05_training.ipynb", STAGING_ERROR, "figs/loss.png",
-                     "img/accuracy_curve.png", "rapport.md"]
+    assert files == ["05_training.ipynb", "figs/loss.png",
+                     "img/accuracy_curve.png", "rapport.md", STAGING_RECORD]
     assert (staged.folder / "rapport.md").read_text() == "# final ![loss](figs/loss.png)"
-    assert (staged.folder / STAGING_ERROR).read_text().count("outside the submission") == 2
+    assert [p.kind for p in staging_problems(staged.folder)] == [OUTSIDE, OUTSIDE]
     assert not list(tmp_path.rglob("escape*.png"))
 
 
@@ -103,7 +105,7 @@ def test_stage_lms_zip_with_custom_pattern(tmp_path):
 
 
 def test_parallel_students_share_the_cores(monkeypatch):
-    monkeypatch.setattr("autograder.runner.available_cores", lambda: 8)
+    monkeypatch.setattr("autograder.grade.parallelism.available_cores", lambda: 8)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     assert threads_per_student(1) == {}  # serial: torch's own default
@@ -114,14 +116,14 @@ def test_parallel_students_share_the_cores(monkeypatch):
 
 
 def test_default_jobs_fit_cores_and_memory(monkeypatch):
-    monkeypatch.setattr("autograder.runner.available_cores", lambda: 8)
-    monkeypatch.setattr("autograder.runner.available_memory_gb", lambda: 64.0)
+    monkeypatch.setattr("autograder.grade.parallelism.available_cores", lambda: 8)
+    monkeypatch.setattr("autograder.grade.parallelism.available_memory_gb", lambda: 64.0)
     assert default_jobs() == 8
-    monkeypatch.setattr("autograder.runner.available_memory_gb", lambda: 10.0)
+    monkeypatch.setattr("autograder.grade.parallelism.available_memory_gb", lambda: 10.0)
     assert default_jobs() == 3  # 3 GB per student
-    monkeypatch.setattr("autograder.runner.available_memory_gb", lambda: 1.0)
+    monkeypatch.setattr("autograder.grade.parallelism.available_memory_gb", lambda: 1.0)
     assert default_jobs() == 1
-    monkeypatch.setattr("autograder.runner.available_memory_gb", lambda: None)
+    monkeypatch.setattr("autograder.grade.parallelism.available_memory_gb", lambda: None)
     assert default_jobs() == 8
 
 
@@ -140,7 +142,7 @@ def test_grade_and_demo_write_to_their_own_default_folders():
 
 
 def test_links_planted_in_a_workers_folder_are_removed(tmp_path):
-    from autograder.runner import _remove_links
+    from autograder.grade.runner import _remove_links
 
     secret = tmp_path / "other_student_feedback.html"
     secret.write_text("not yours")
@@ -170,7 +172,7 @@ def test_instructor_mistakes_get_a_message_not_a_traceback(tmp_path, capsys):
 
 
 def test_a_cell_output_is_recorded_up_to_its_budget_and_errors_always():
-    from autograder.output_limits import ExecuteWithOutputBudget
+    from autograder.grade.output_limits import ExecuteWithOutputBudget
 
     execute = ExecuteWithOutputBudget(max_cell_output_chars=100)
     execute.reset_execution_trackers()           # what nbclient does before running cells
@@ -196,7 +198,7 @@ def test_a_cell_output_is_recorded_up_to_its_budget_and_errors_always():
 def test_outputs_are_capped_in_size_and_small_ones_kept():
     import nbformat
 
-    from autograder.output_limits import CapOutputSize
+    from autograder.grade.output_limits import CapOutputSize
 
     def plot():
         return nbformat.v4.new_output("display_data", data={"image/png": "iVBOR" * 20_000})

@@ -1,4 +1,4 @@
-"""autograder.isolation: a student's worker writes only into its own folder, without network."""
+"""autograder.grade.isolation: a student's worker writes only into its own folder, without network."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.isolation import isolated_command, support
+from autograder.grade.isolation import isolated_command, support
 
 PROBE = """
 import socket, sys
@@ -56,7 +56,7 @@ def test_student_code_writes_only_into_its_own_folder(folders):
 
 
 def test_without_support_the_command_runs_as_it_is(monkeypatch, folders):
-    import autograder.isolation as isolation
+    import autograder.grade.isolation as isolation
 
     protected, own = folders
     monkeypatch.setattr(isolation, "support", lambda: isolation.Support(False, False))

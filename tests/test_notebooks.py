@@ -12,16 +12,16 @@ import pytest
 from nbclient import NotebookClient
 
 from autograder import solutions
-from autograder.course import RELEASE_DIR, release_is_current
-from autograder.notebook_source import NOTEBOOK_NAMES, build_masters, load_master
+from autograder.build.course import RELEASE_DIR, stale_release_notebooks
+from autograder.build.notebook_source import NOTEBOOK_NAMES, build_masters, load_master
+from autograder.grade.environment import student_environment
 
 pytestmark = pytest.mark.slow
 
 
 def _run(folder: Path, name: str, env_dir: Path, monkeypatch) -> nbformat.NotebookNode:
-    monkeypatch.setenv("LORA_LAB_GRADING", "1")
-    monkeypatch.setenv("LORA_LAB_DATA_DIR", str(env_dir / "data"))
-    monkeypatch.setenv("LORA_LAB_IMG_DIR", str(env_dir / "img"))
+    for name_, value in student_environment(env_dir).items():
+        monkeypatch.setenv(name_, value)
     nb = nbformat.read(folder / f"{name}.ipynb", as_version=4)
     NotebookClient(nb, timeout=300, allow_errors=True, kernel_name="python3",
                    resources={"metadata": {"path": str(folder)}}).execute()
@@ -79,7 +79,7 @@ def test_inference_notebook_merged_answers_equal_the_lora_layers(executed_master
 
 
 def test_release_is_current():
-    assert release_is_current() == [], "run `python -m autograder release` and commit notebooks/"
+    assert stale_release_notebooks() == [], "run `python -m autograder release` and commit notebooks/"
 
 
 # Lines any training or inference code has: not a sign of a leaked solution on their own.
@@ -146,7 +146,7 @@ def test_release_exercises_fail_as_stubs(tmp_path, monkeypatch):
 def test_student_pack_has_release_and_helpers_but_no_solutions(tmp_path):
     import zipfile
 
-    from autograder.student_pack import build_student_pack
+    from autograder.build.student_pack import build_student_pack
 
     with zipfile.ZipFile(build_student_pack(tmp_path)) as archive:
         names = archive.namelist()
@@ -157,7 +157,7 @@ def test_student_pack_has_release_and_helpers_but_no_solutions(tmp_path):
         code = "\n".join(archive.read(n).decode() for n in names if n.endswith(".py"))
         code += "\n".join(c.source for n in names if n.endswith(".ipynb")
                           for c in nbformat.reads(archive.read(n).decode(), as_version=4).cells)
-        assert 'packages = ["helpers"]' in archive.read("lora-lab/pyproject.toml").decode()
+        assert 'include = ["helpers*"]' in archive.read("lora-lab/pyproject.toml").decode()
         readme = archive.read("lora-lab/README.md").decode()
         assert "notebooks/01_lora_layer.ipynb" in readme and "helpers.report_check" in readme
     assert _leaked(code) == []

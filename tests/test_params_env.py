@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from autograder.solutions import freeze_and_activate_lora, replace_linear_with_lora
-from helpers.env_info import environment_report, pick_device, set_seed
+from helpers.env_info import DEVICE_VAR, environment_report, pick_device, set_seed
 from helpers.gpt import GPTModel, gpt_config
 from helpers.params import count_parameters, print_trainable_parameters
 
@@ -47,7 +47,7 @@ def test_environment_report_is_a_markdown_table():
 
 def test_pick_device(monkeypatch):
     assert pick_device("cpu") == torch.device("cpu")
-    monkeypatch.setenv("LORA_LAB_DEVICE", "cpu")
+    monkeypatch.setenv(DEVICE_VAR, "cpu")
     assert pick_device() == torch.device("cpu")
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA GPU"):

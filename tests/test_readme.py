@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from autograder.examples import EXAMPLES
-from autograder.notebook_source import NOTEBOOK_NAMES, load_master
+from autograder.demo.examples import EXAMPLES
+from autograder.build.notebook_source import NOTEBOOK_NAMES, load_master
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from autograder.__main__ import main as cli
-from autograder.examples import fill_report_template
-from autograder.notebook_source import NOTEBOOK_NAMES
+from autograder.demo.hand_in import fill_report_template
+from autograder.build.notebook_source import NOTEBOOK_NAMES
 from helpers.report_check import (HEADER, IMAGE, MISSING_REPORT, MISSING_SECTION, NO_ANSWER,
                                      NOTEBOOK, NUMBER, TEMPLATE_TEXT, check_report)
 from helpers.env_info import environment_report

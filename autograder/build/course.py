@@ -14,10 +14,10 @@ from pathlib import Path
 import nbformat
 from traitlets.config import Config
 
-from autograder.notebook_source import NOTEBOOK_NAMES, build_masters
+from autograder.build.notebook_source import NOTEBOOK_NAMES, build_masters
 
 ASSIGNMENT = "lora_lab"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 RELEASE_DIR = REPO_ROOT / "notebooks"
 
 
@@ -25,12 +25,17 @@ class NbgraderError(RuntimeError):
     """An nbgrader step failed; the message carries nbgrader's log."""
 
 
+def gradebook_url(root: Path) -> str:
+    """The SQLAlchemy URL of the gradebook of the course folder `root`."""
+    return f"sqlite:///{Path(root) / 'gradebook.db'}"
+
+
 def course_config(root: Path) -> Config:
     """nbgrader settings shared by every command (release, autograde, feedback)."""
     c = Config()
     c.CourseDirectory.root = str(root)
     c.CourseDirectory.course_id = ASSIGNMENT
-    c.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
+    c.CourseDirectory.db_url = gradebook_url(root)
     c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", ".DS_Store"]
     return c
 
@@ -79,7 +84,7 @@ def generate_release(dest: Path) -> list[Path]:
     return written
 
 
-def release_is_current(release_dir: Path = RELEASE_DIR) -> list[str]:
+def stale_release_notebooks(release_dir: Path = RELEASE_DIR) -> list[str]:
     """Names of the notebooks in `release_dir` that differ from a fresh release (empty: current)."""
     with tempfile.TemporaryDirectory(prefix="lora-release-check-") as tmp:
         fresh = {p.name: p.read_text(encoding="utf-8") for p in generate_release(Path(tmp))}

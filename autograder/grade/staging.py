@@ -17,16 +17,17 @@ path relative to the report's folder (so that the report's links still point at 
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import zipfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
 
-from autograder.notebook_source import NOTEBOOK_NAMES
+from autograder.build.notebook_source import NOTEBOOK_NAMES
 
 DEFAULT_ID_PATTERN = r"^(?:[^/]*?_(?P<moodle>\d+)_assignsubmission[^/]*|(?P<id>[^/]+))/"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -45,9 +46,6 @@ class Submission:
 
     student_id: str
     folder: Path
-
-    def notebook(self, name: str) -> Path:
-        return self.folder / f"{name}.ipynb"
 
 
 def _safe_id(raw: str) -> str:
@@ -93,29 +91,60 @@ def _target(dest_root: Path, relative: PurePosixPath, root: PurePosixPath | None
     return dest_root / relative.name
 
 
-STAGING_ERROR = "STAGING_ERROR.txt"  # written instead of files a student's archive could not give
+STAGING_RECORD = "staging.json"  # what a student's archive could not give, as data
+
+# Kinds of staging problem, recorded per path in STAGING_RECORD.
+OUTSIDE = "path outside the submission"
+UNREADABLE_FILE = "file cannot be read"
+NOT_A_ZIP = "not a readable zip"
 
 
-def _record_error(dest: Path, message: str) -> None:
-    with open(dest / STAGING_ERROR, "a", encoding="utf-8") as out:
-        out.write(message + "\n")
+@dataclass(frozen=True)
+class StagingProblem:
+    """A path of a student's tree that was skipped, and why (one of the kinds above)."""
+
+    path: str
+    kind: str
+    detail: str = ""
+
+
+def _record_problem(dest: Path, problem: StagingProblem) -> None:
+    problems = [*staging_problems(dest), problem]
+    (dest / STAGING_RECORD).write_text(json.dumps([asdict(p) for p in problems], indent=1),
+                                       encoding="utf-8")
+
+
+def staging_problems(folder: Path) -> list[StagingProblem]:
+    """The problems recorded while staging `folder` (empty when everything was read)."""
+    record = Path(folder) / STAGING_RECORD
+    if not record.is_file():
+        return []
+    return [StagingProblem(**entry) for entry in json.loads(record.read_text(encoding="utf-8"))]
+
+
+def lost_in_staging(folder: Path, file_name: str) -> bool:
+    """True when `file_name` may have been in the student's archive but could not be read
+    (the archive itself was damaged, or that file was)."""
+    return any(p.kind == NOT_A_ZIP or (p.kind == UNREADABLE_FILE
+                                       and PurePosixPath(p.path).name == file_name)
+               for p in staging_problems(folder))
 
 
 def _stage_entries(entries: list[tuple[PurePosixPath, Callable[[], bytes]]], dest: Path) -> None:
     """Stage one student's files, given as (path in their tree, reader); zips inside are opened.
 
     A file that cannot be read, or a path that would leave `dest`, is recorded in
-    STAGING_ERROR and skipped, never raised.
+    STAGING_RECORD and skipped, never raised.
     """
     kept = []
     for relative, read in entries:
         if _unsafe(relative):
-            _record_error(dest, f"{relative}: path outside the submission, skipped")
+            _record_problem(dest, StagingProblem(str(relative), OUTSIDE))
         elif relative.suffix.lower() == ".zip":
             try:
                 _stage_zip_bytes(read(), dest, str(relative))
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-                _record_error(dest, f"{relative}: cannot be read ({exc})")
+                _record_problem(dest, StagingProblem(str(relative), UNREADABLE_FILE, str(exc)))
         elif _kept(relative):
             kept.append((relative, read))
     root = _submission_root([relative for relative, _ in kept])
@@ -127,7 +156,7 @@ def _stage_entries(entries: list[tuple[PurePosixPath, Callable[[], bytes]]], des
         try:
             data = read()
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-            _record_error(dest, f"{relative}: cannot be read ({exc})")
+            _record_problem(dest, StagingProblem(str(relative), UNREADABLE_FILE, str(exc)))
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
@@ -139,12 +168,12 @@ def _zip_entries(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo]):
 
 
 def _stage_zip_bytes(data: bytes | Path, dest: Path, label: str) -> None:
-    """Stage a student's zip; a damaged one is recorded in STAGING_ERROR, never raised."""
+    """Stage a student's zip; a damaged one is recorded in STAGING_RECORD, never raised."""
     try:
         with zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data) as archive:
             _stage_entries(_zip_entries(archive, archive.infolist()), dest)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        _record_error(dest, f"{label}: not a readable zip ({exc})")
+        _record_problem(dest, StagingProblem(label, NOT_A_ZIP, str(exc)))
 
 
 def _stage_folder(source: Path, dest: Path) -> None:

@@ -26,7 +26,7 @@ import nbformat
 from autograder import solutions
 from helpers.paths import LAB_NOTEBOOKS
 
-MASTERS_DIR = Path(__file__).resolve().parent / "masters"
+MASTERS_DIR = Path(__file__).resolve().parents[1] / "masters"
 NOTEBOOK_NAMES = LAB_NOTEBOOKS
 _FENCE = re.compile(r"^```(\w+)[ \t]*(.*)$")
 _SUBSTITUTION = re.compile(r"\{\{\s*solutions\.(\w+)\s*\}\}")

@@ -1,6 +1,6 @@
 """Grading one student: nbgrader autograde, one notebook at a time, in a private course copy.
 
-`grade_student` runs in its own process (see `autograder.worker`) so that nothing a student's
+`grade_student` runs in its own process (see `autograder.grade.worker`) so that nothing a student's
 code does can reach another student's grade. For each notebook it:
 
 1. checks the file is there and is a readable notebook (else: `notebook missing` /
@@ -20,89 +20,23 @@ a correct base. The result is written atomically as JSON.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from traitlets.config import Config
 
-from autograder.course import ASSIGNMENT, nbgrader_api
-from autograder.notebook_source import NOTEBOOK_NAMES
-from autograder.submissions import STAGING_ERROR
+from autograder.build.course import ASSIGNMENT, gradebook_url, nbgrader_api
+from autograder.build.notebook_source import NOTEBOOK_NAMES
+from autograder.grade.results import (FAILED, GRADED, KERNEL_DIED, MISSING, TIMED_OUT, TRAINING_TAG,
+                                      UNREADABLE, GradeOptions, NotebookResult, StudentResult,
+                                      write_atomically)
+from autograder.grade.environment import grading_environment
+from autograder.grade.staging import lost_in_staging
 from helpers.report_check import check_report
-
-# Statuses of a notebook, from best to worst.
-GRADED = "graded"
-TIMED_OUT = "timed out"
-KERNEL_DIED = "kernel died"
-MISSING = "notebook missing"
-UNREADABLE = "notebook unreadable"
-FAILED = "grading failed"
-TRAINING_TAG = "training"
-
-
-@dataclass
-class GradeOptions:
-    """Limits applied to each student's kernels."""
-
-    cell_timeout: int = 120        # seconds per cell
-    training_timeout: int = 900    # seconds for cells tagged `training`
-    memory_gb: float = 16.0        # address-space limit of every kernel (0: none)
-    cpu_seconds: int = 3600        # CPU-time limit of every kernel (0: none)
-    max_output_lines: int = 200    # lines kept per cell output in the graded copy
-    max_output_chars: int = 1_000_000  # characters kept per output (a plot is ~100,000)
-    max_cell_output_chars: int = 10_000_000  # characters recorded per cell while it runs
-    no_network: bool = True        # run kernels without network where the OS allows it
-
-
-@dataclass
-class NotebookResult:
-    name: str
-    status: str
-    score: float = 0.0
-    max_score: float = 0.0
-    tests: dict[str, float] = field(default_factory=dict)      # grade_id -> points obtained
-    max_tests: dict[str, float] = field(default_factory=dict)  # grade_id -> points possible
-    failed: dict[str, str] = field(default_factory=dict)       # grade_id -> error summary
-    manual: dict[str, float] = field(default_factory=dict)     # written answers: max points, graded by hand
-    seconds: float = 0.0
-
-
-@dataclass
-class StudentResult:
-    student_id: str
-    notebooks: list[NotebookResult]
-    seconds: float = 0.0
-    digest: str = ""  # of the staged files: a resumed run regrades only what changed
-    report: dict = field(default_factory=dict)
-
-    @property
-    def score(self) -> float:
-        return sum(nb.score for nb in self.notebooks)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> "StudentResult":
-        data = json.loads(text)
-        data["notebooks"] = [NotebookResult(**nb) for nb in data["notebooks"]]
-        return cls(**data)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(tmp, path)
-
 
 def _timeout_for(options: GradeOptions):
     def timeout(cell) -> int:
@@ -117,7 +51,7 @@ def autograde_config(options: GradeOptions, notebook: str, sockets: Path) -> Con
     Kernels talk over Unix sockets named after `sockets` (an absolute path prefix), so they
     need no network interface at all.
     """
-    from autograder.output_limits import autograde_steps  # imports nbgrader: only when grading
+    from autograder.grade.output_limits import autograde_steps  # imports nbgrader: only when grading
 
     c = Config()
     c.CourseDirectory.notebook_id = notebook
@@ -149,13 +83,13 @@ def _notebook_status(autograded: Path) -> str:
     nb = nbformat.read(autograded, as_version=4)
     names = {o.get("ename") for c in nb.cells for o in c.get("outputs", [])
              if o.get("output_type") == "error"}
-    return TIMED_OUT if "CellTimeoutError" in names else GRADED
+    return TIMED_OUT if CellTimeoutError.__name__ in names else GRADED
 
 
 def _read_scores(root: Path, student: str, notebook: str, result: NotebookResult) -> None:
     from nbgrader.api import Gradebook
 
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+    with Gradebook(gradebook_url(root)) as gb:
         submission = gb.find_submission_notebook(notebook, ASSIGNMENT, student)
         for grade in submission.grades:
             if grade.name in result.tests:
@@ -167,7 +101,7 @@ def _points_possible(root: Path, notebook: str) -> tuple[dict[str, float], dict[
     """(autograded test cells, written answers graded by hand): grade_id -> max points."""
     from nbgrader.api import Gradebook
 
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+    with Gradebook(gradebook_url(root)) as gb:
         cells = gb.find_notebook(notebook, ASSIGNMENT).grade_cells
         auto = {c.name: float(c.max_score) for c in cells if c.cell_type == "code"}
         manual = {c.name: float(c.max_score) for c in cells if c.cell_type != "code"}
@@ -194,16 +128,7 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
     shutil.copytree(template, root)
     submitted = root / "submitted" / student / ASSIGNMENT
     submitted.mkdir(parents=True)
-    env_dir = workdir / "env"
-    os.environ.update({
-        "LORA_LAB_GRADING": "1",
-        "LORA_LAB_CARRY_DIR": str(root / "source" / ASSIGNMENT),
-        "LORA_LAB_DATA_DIR": str(env_dir / "data"),
-        "LORA_LAB_IMG_DIR": str(env_dir / "img"),
-        "HF_HUB_OFFLINE": "1",
-    })
-    error_file = staged / STAGING_ERROR
-    staging_error = error_file.read_text(encoding="utf-8") if error_file.is_file() else ""
+    os.environ.update(grading_environment(root / "source" / ASSIGNMENT, workdir / "env"))
     results = []
     for name in NOTEBOOK_NAMES:
         nb_start = time.perf_counter()
@@ -213,8 +138,7 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
         source = staged / f"{name}.ipynb"
         if not source.is_file():
             # a damaged zip may have held it; a file merely skipped does not make it unreadable
-            unreadable = "not a readable zip" in staging_error or source.name in staging_error
-            result.status = UNREADABLE if unreadable else MISSING
+            result.status = UNREADABLE if lost_in_staging(staged, source.name) else MISSING
         elif not _readable(source):
             result.status = UNREADABLE
         else:
@@ -222,7 +146,7 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
             _autograde_one(root, student, name, options, result, sockets_dir)
         result.seconds = round(time.perf_counter() - nb_start, 2)
         results.append(result)
-    feedback = _generate_feedback(root, student, options)
+    feedback = _generate_feedback(root, student)
     if feedback is not None:
         shutil.copytree(feedback, feedback_dir, dirs_exist_ok=True)
     report = check_report(staged)  # the student's own outputs, not the grading-mode rerun
@@ -234,13 +158,16 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
 
 def _autograde_one(root: Path, student: str, name: str, options: GradeOptions,
                    result: NotebookResult, sockets_dir: Path) -> None:
+    from autograder.grade.output_limits import ExecuteWithOutputBudget
+
     api = nbgrader_api(root, autograde_config(options, name, sockets_dir / "kernel"))
     outcome = api.autograde(ASSIGNMENT, student, force=True, create=True)
     autograded = root / "autograded" / student / ASSIGNMENT / f"{name}.ipynb"
     if not outcome.get("success") or not autograded.is_file():
-        log = (outcome.get("error") or "") + (outcome.get("log") or "")
-        result.status = KERNEL_DIED if "DeadKernel" in log or "kernel died" in log.lower() else FAILED
-        result.failed["_grading"] = log[-1500:]
+        failure = ExecuteWithOutputBudget.last_failure
+        died = failure is not None and issubclass(failure, DeadKernelError)
+        result.status = KERNEL_DIED if died else FAILED
+        result.failed["_grading"] = ((outcome.get("error") or "") + (outcome.get("log") or ""))[-1500:]
         return
     result.status = _notebook_status(autograded)
     _read_scores(root, student, name, result)
@@ -253,7 +180,7 @@ def _autograde_one(root: Path, student: str, name: str, options: GradeOptions,
                 result.failed[grade_id] = summary
 
 
-def _generate_feedback(root: Path, student: str, options: GradeOptions) -> Path | None:
+def _generate_feedback(root: Path, student: str) -> Path | None:
     if not (root / "autograded" / student / ASSIGNMENT).is_dir():
         return None
     c = Config()

@@ -32,9 +32,20 @@ class ExecuteWithOutputBudget(Execute):
 
     max_cell_output_chars = Integer(10_000_000).tag(config=True)
 
+    last_failure: type[BaseException] | None = None  # what stopped the last notebook, if any
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._chars_by_execution: dict[str, int] = {}  # parent msg id -> characters received
+
+    def preprocess(self, nb, resources=None, km=None):
+        """Execute the notebook, remembering the type of the exception that stopped it."""
+        type(self).last_failure = None
+        try:
+            return super().preprocess(nb, resources, km)
+        except BaseException as error:
+            type(self).last_failure = type(error)
+            raise
 
     def output(self, outs, msg, display_id, cell_index):
         if msg["msg_type"] == "error":

@@ -11,12 +11,12 @@ import re
 import zipfile
 from pathlib import Path
 
-from autograder.course import REPO_ROOT
+from autograder.build.course import REPO_ROOT
 
 PACK_NAME = "lora-lab"
 SHIPPED = [
     "notebooks/*.ipynb",
-    "helpers/*.py",
+    "helpers/**/*.py",
     "data/README.md",
     "img/README.md",
     "rapport_template.md",
@@ -41,7 +41,7 @@ internet: see `data/README.md`.
 
 def _student_pyproject() -> str:
     text = (REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    text = re.sub(r'packages = \[[^\]]*\]', 'packages = ["helpers"]', text)
+    text = re.sub(r'include = \[[^\]]*\]', 'include = ["helpers*"]', text)
     return re.sub(r"\n\[tool\.pytest\.ini_options\].*", "\n", text, flags=re.S)
 
 

@@ -3,9 +3,9 @@
     stage_submissions -> OUT/staging/<student>/
     prepare_template  -> OUT/work/template/ (masters, nbgrader gradebook)
     one worker process per student (`--jobs N` at a time; `--shard i/N` for a cluster array),
-        isolated (`autograder.isolation`), writing only into OUT/incoming/<student>/
+        isolated (`autograder.grade.isolation`), writing only into OUT/incoming/<student>/
         -> moved to OUT/results/<student>.json and OUT/feedback/<student>/*.html
-    merge_results     -> OUT/grades.csv, summary table
+    autograder.grade.table -> OUT/grades.csv, summary table
 
 Results are written atomically and carry a digest of the student's files: a run that was
 interrupted, or run again on the same folder, regrades only students without a current result.
@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -25,19 +24,17 @@ from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import pandas as pd
 from tqdm.auto import tqdm
 
-from autograder.course import ASSIGNMENT, REPO_ROOT, generate_release_into
-from autograder.grading import (FAILED, GRADED, GradeOptions, NotebookResult, StudentResult,
-                                write_atomically)
-from autograder.isolation import isolated_command, support
-from autograder.notebook_source import NOTEBOOK_NAMES, build_masters
-from autograder.submissions import Submission, stage_submissions
+from autograder.build.course import ASSIGNMENT, REPO_ROOT, generate_release_into
+from autograder.build.notebook_source import NOTEBOOK_NAMES, build_masters
+from autograder.grade.isolation import isolated_command, support
+from autograder.grade.parallelism import default_jobs, threads_per_student
+from autograder.grade.results import (FAILED, GradeOptions, NotebookResult, StudentResult,
+                                      write_atomically)
+from autograder.grade.staging import Submission, stage_submissions
 
 STUDENT_TIMEOUT_MARGIN = 600  # seconds on top of the per-cell limits before a worker is killed
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # read by torch at start-up
-MEMORY_PER_STUDENT_GB = 3.0  # a worker and its kernel at their peak (2.2 GB measured, notebook 05)
 
 
 @dataclass
@@ -68,17 +65,6 @@ def prepare_template(dest: Path) -> Path:
     return dest
 
 
-def _limits(options: GradeOptions):
-    def apply() -> None:
-        os.setsid()
-        if options.memory_gb:
-            limit = int(options.memory_gb * 2**30)
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        if options.cpu_seconds:
-            resource.setrlimit(resource.RLIMIT_CPU, (options.cpu_seconds, options.cpu_seconds))
-    return apply
-
-
 def _failed_result(student: str, digest: str, reason: str) -> StudentResult:
     notebooks = [NotebookResult(name, FAILED, failed={"_grading": reason}) for name in NOTEBOOK_NAMES]
     return StudentResult(student, notebooks, digest=digest)
@@ -87,49 +73,6 @@ def _failed_result(student: str, digest: str, reason: str) -> StudentResult:
 def _student_timeout(options: GradeOptions) -> int:
     return len(NOTEBOOK_NAMES) * (options.training_timeout + 4 * options.cell_timeout) \
         + STUDENT_TIMEOUT_MARGIN
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def available_memory_gb() -> float | None:
-    """Memory the system can give without swapping (Linux' MemAvailable), None if unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def default_jobs() -> int:
-    """Students graded at a time when --jobs is not given: one per core, as memory allows."""
-    jobs = available_cores()
-    memory = available_memory_gb()
-    if memory is not None:
-        jobs = min(jobs, int(memory // MEMORY_PER_STUDENT_GB))
-    return max(1, jobs)
-
-
-def threads_per_student(jobs: int) -> dict[str, str]:
-    """Thread-count variables for the workers of `jobs` parallel students: the cores shared out.
-
-    Without them every kernel's torch starts one thread per core, and `--jobs N` would run N
-    times more threads than cores. Variables already set by the caller are kept.
-    """
-    if jobs <= 1:
-        return {}
-    threads = str(max(1, available_cores() // jobs))
-    return {name: os.environ.get(name, threads) for name in THREAD_VARIABLES}
 
 
 def _regular_file(path: Path) -> bool:
@@ -157,7 +100,7 @@ def grade_one(template: Path, submission: Submission, out: Path, options: GradeO
     own = out / "incoming" / student
     shutil.rmtree(own, ignore_errors=True)
     own.mkdir(parents=True)
-    command = [sys.executable, "-m", "autograder.worker", "--template", str(template),
+    command = [sys.executable, "-m", "autograder.grade.worker", "--template", str(template),
                "--staged", str(submission.folder), "--student", student,
                "--dest", str(own), "--digest", digest, "--options", json.dumps(asdict(options))]
     command = isolated_command(command, [REPO_ROOT, out, *protected], own, options.no_network)
@@ -165,7 +108,7 @@ def grade_one(template: Path, submission: Submission, out: Path, options: GradeO
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   preexec_fn=_limits(options), cwd=own,
+                                   start_new_session=True, cwd=own,
                                    env={**os.environ, **(env or {})})
         try:
             returncode = process.wait(timeout=_student_timeout(options))
@@ -252,59 +195,3 @@ def grade_submissions(source: Path, out: Path, jobs: int | None = 1,
     available = support()
     return RunSummary(graded, skipped, failed, options.no_network and available.network,
                       available.files)
-
-
-def load_results(out: Path) -> list[StudentResult]:
-    """Every student's result in `out/results` (merged shards included), by student id."""
-    paths = sorted((Path(out) / "results").glob("*.json"))
-    return [StudentResult.from_json(p.read_text(encoding="utf-8")) for p in paths]
-
-
-def overall_status(result: StudentResult) -> str:
-    """'graded', or the notebooks that were not, e.g. '03_lora_injection: timed out'."""
-    problems = [f"{nb.name}: {nb.status}" for nb in result.notebooks if nb.status != GRADED]
-    return "; ".join(problems) or GRADED
-
-
-def grades_table(results: list[StudentResult]) -> pd.DataFrame:
-    """One row per student: total, per-notebook and per-test points, status."""
-    rows = []
-    for result in results:
-        row = {"student": result.student_id, "status": overall_status(result),
-               "total": result.score,
-               "max_total": sum(nb.max_score for nb in result.notebooks),
-               "manual_points_to_grade": sum(sum(nb.manual.values()) for nb in result.notebooks)}
-        for nb in result.notebooks:
-            row[nb.name] = nb.score
-        for nb in result.notebooks:
-            for test, points in nb.tests.items():
-                row[f"{nb.name}:{test}"] = points
-        row["seconds"] = result.seconds
-        row.update(result.report)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def merge_results(out: Path, extra_dirs: list[Path] = ()) -> pd.DataFrame:
-    """Copy results of other shard folders into `out`, then write `out/grades.csv` atomically."""
-    out = Path(out)
-    for folder in extra_dirs:
-        for sub in ("results", "feedback"):
-            if (Path(folder) / sub).is_dir():
-                shutil.copytree(Path(folder) / sub, out / sub, dirs_exist_ok=True)
-    table = grades_table(load_results(out))
-    write_atomically(out / "grades.csv", table.to_csv(index=False))
-    return table
-
-
-def summary_text(table: pd.DataFrame) -> str:
-    """The table printed at the end of a run: one line per student."""
-    if table.empty:
-        return "no student graded"
-    columns = ["student", "total", "max_total", *NOTEBOOK_NAMES, "report_complete",
-               "report_unmatched_numbers", "status"]
-    shown = table[[c for c in columns if c in table.columns]].copy()
-    short = {"report_complete": "report", "report_unmatched_numbers": "unmatched"}
-    shown.columns = [c.split("_")[0] if c in NOTEBOOK_NAMES else short.get(c, c)
-                     for c in shown.columns]
-    return shown.to_string(index=False, float_format=lambda v: f"{v:g}")

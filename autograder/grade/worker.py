@@ -1,4 +1,4 @@
-"""`python -m autograder.worker`: grade one student in this process (started by the runner).
+"""`python -m autograder.grade.worker`: grade one student in this process (started by the runner).
 
 It is a separate process so that one student's crash, memory use or tampering stays there.
 It writes only into its own folder (`--dest`: result.json, feedback/, its scratch copy of the
@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import tempfile
 from pathlib import Path
 
-from autograder.grading import GradeOptions, grade_student, write_atomically
+from autograder.grade.results import GradeOptions, write_atomically
+from autograder.grade.student import grade_student
+
+
+def apply_limits(options: GradeOptions) -> None:
+    """Memory and CPU-time limits on this process, inherited by every kernel it starts."""
+    if options.memory_gb:
+        limit = int(options.memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if options.cpu_seconds:
+        resource.setrlimit(resource.RLIMIT_CPU, (options.cpu_seconds, options.cpu_seconds))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autograder.worker")
+    parser = argparse.ArgumentParser(prog="python -m autograder.grade.worker")
     parser.add_argument("--template", type=Path, required=True)
     parser.add_argument("--staged", type=Path, required=True)
     parser.add_argument("--student", required=True)
@@ -26,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--options", default="{}", help="GradeOptions as JSON")
     args = parser.parse_args(argv)
     options = GradeOptions(**json.loads(args.options))
+    apply_limits(options)
     # the kernels' sockets need a short path (Unix socket names: at most 107 characters)
     with tempfile.TemporaryDirectory(prefix="scratch-", dir=args.dest) as tmp, \
             tempfile.TemporaryDirectory(prefix="lora-kernels-") as sockets:

@@ -1,0 +1,67 @@
+"""The class's grades table: every student's result -> grades.csv and the printed summary."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from autograder.build.notebook_source import NOTEBOOK_NAMES
+from autograder.grade.results import GRADED, StudentResult, write_atomically
+
+
+def load_results(out: Path) -> list[StudentResult]:
+    """Every student's result in `out/results` (merged shards included), by student id."""
+    paths = sorted((Path(out) / "results").glob("*.json"))
+    return [StudentResult.from_json(p.read_text(encoding="utf-8")) for p in paths]
+
+
+def overall_status(result: StudentResult) -> str:
+    """'graded', or the notebooks that were not, e.g. '03_lora_injection: timed out'."""
+    problems = [f"{nb.name}: {nb.status}" for nb in result.notebooks if nb.status != GRADED]
+    return "; ".join(problems) or GRADED
+
+
+def grades_table(results: list[StudentResult]) -> pd.DataFrame:
+    """One row per student: total, per-notebook and per-test points, status."""
+    rows = []
+    for result in results:
+        row = {"student": result.student_id, "status": overall_status(result),
+               "total": result.score,
+               "max_total": sum(nb.max_score for nb in result.notebooks),
+               "manual_points_to_grade": sum(sum(nb.manual.values()) for nb in result.notebooks)}
+        for nb in result.notebooks:
+            row[nb.name] = nb.score
+        for nb in result.notebooks:
+            for test, points in nb.tests.items():
+                row[f"{nb.name}:{test}"] = points
+        row["seconds"] = result.seconds
+        row.update(result.report)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def merge_results(out: Path, extra_dirs: list[Path] = ()) -> pd.DataFrame:
+    """Copy results of other shard folders into `out`, then write `out/grades.csv` atomically."""
+    out = Path(out)
+    for folder in extra_dirs:
+        for sub in ("results", "feedback"):
+            if (Path(folder) / sub).is_dir():
+                shutil.copytree(Path(folder) / sub, out / sub, dirs_exist_ok=True)
+    table = grades_table(load_results(out))
+    write_atomically(out / "grades.csv", table.to_csv(index=False))
+    return table
+
+
+def summary_text(table: pd.DataFrame) -> str:
+    """The table printed at the end of a run: one line per student."""
+    if table.empty:
+        return "no student graded"
+    columns = ["student", "total", "max_total", *NOTEBOOK_NAMES, "report_complete",
+               "report_unmatched_numbers", "status"]
+    shown = table[[c for c in columns if c in table.columns]].copy()
+    short = {"report_complete": "report", "report_unmatched_numbers": "unmatched"}
+    shown.columns = [c.split("_")[0] if c in NOTEBOOK_NAMES else short.get(c, c)
+                     for c in shown.columns]
+    return shown.to_string(index=False, float_format=lambda v: f"{v:g}")
