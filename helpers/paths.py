@@ -34,3 +34,14 @@ def img_dir() -> Path:
     path = Path(os.environ.get(IMG_DIR_VAR) or REPO_ROOT / "img")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def local_file(path: str | os.PathLike, file_name: str, hint: str) -> Path:
+    """`path` itself, or `path/file_name` when `path` is a folder; FileNotFoundError (ending
+    with `hint`, what to give instead) when there is no such file."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / file_name
+    if not path.is_file():
+        raise FileNotFoundError(f"Nothing at {path}. {hint}")
+    return path
