@@ -1,0 +1,99 @@
+"""The similarity report as HTML: flagged pairs side by side, matching passages highlighted.
+
+Matching passages are copydetect's (`compare_files` on the two fingerprints, the release's
+text excluded); the page also shows how the class's scores are spread and the closest pairs
+that were not flagged, so that a flag can be read against the rest of the class.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+from copydetect import compare_files
+from copydetect.utils import highlight_overlap
+
+from autograder.review.similarity import (DOCUMENTS, TEXT_DOCUMENTS, PairScore,
+                                          SimilarityResult, fingerprint)
+
+CLOSEST_SHOWN = 20  # unflagged pairs listed for comparison
+_MARK = '<mark>', '</mark>'
+_STYLE = """
+body { font-family: sans-serif; margin: 2em; }
+table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 2px 6px; }
+.side { display: flex; gap: 1em; } .side > div { flex: 1; min-width: 0; }
+pre { background: #f6f6f6; padding: .5em; overflow-x: auto; }
+pre.text { white-space: pre-wrap; }
+mark { background: #ffd27f; }
+"""
+
+
+def _highlighted(text: str, slices: np.ndarray) -> str:
+    if slices.size == 0:
+        return html.escape(text)
+    marked, _ = highlight_overlap(text, slices.astype(int), *_MARK, escape_html=True)
+    return marked
+
+
+def _document_html(name: str, score: float, text_a: str, text_b: str,
+                   hashes: np.ndarray, result: SimilarityResult) -> str:
+    options = result.options
+    first = fingerprint(text_a, name, options, hashes)
+    second = fingerprint(text_b, name, options, hashes)
+    _, _, (slices_a, slices_b) = compare_files(first, second)
+    kind = "text" if name in TEXT_DOCUMENTS else "code"
+    return (f"<h3>{html.escape(name)}: {score:.2f}</h3><div class='side'>"
+            f"<div><pre class='{kind}'>{_highlighted(text_a, slices_a)}</pre></div>"
+            f"<div><pre class='{kind}'>{_highlighted(text_b, slices_b)}</pre></div></div>")
+
+
+def _pair_html(pair: PairScore, result: SimilarityResult) -> str:
+    docs_a, docs_b = result.documents[pair.student_a], result.documents[pair.student_b]
+    parts = [f"<h2>{html.escape(pair.student_a)} &amp; {html.escape(pair.student_b)}: "
+             f"{pair.overall:.2f}</h2><p><b>Why flagged:</b> {html.escape(pair.reason)}</p>",
+             f"<div class='side'><div><b>{html.escape(pair.student_a)}</b></div>"
+             f"<div><b>{html.escape(pair.student_b)}</b></div></div>"]
+    for name in DOCUMENTS:
+        score = pair.scores.get(name)
+        if score is not None:
+            parts.append(_document_html(name, score, docs_a[name], docs_b[name],
+                                        result.excluded[name], result))
+    return "\n".join(parts)
+
+
+def _score_table(pairs: list[PairScore]) -> str:
+    header = "".join(f"<th>{html.escape(h)}</th>"
+                     for h in ("student_a", "student_b", *DOCUMENTS, "overall", "z"))
+    rows = []
+    for pair in pairs:
+        cells = [pair.student_a, pair.student_b,
+                 *("" if pair.scores[d] is None else f"{pair.scores[d]:.2f}" for d in DOCUMENTS),
+                 f"{pair.overall:.2f}", f"{pair.z:.1f}"]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    return f"<table><tr>{header}</tr>{''.join(rows)}</table>"
+
+
+def write_html(result: SimilarityResult, path: Path) -> Path:
+    """Write the report of `result` (what the release gives is never highlighted)."""
+    options = result.options
+    flagged = result.flagged
+    closest = [p for p in result.pairs if not p.flagged and p.overall is not None][:CLOSEST_SHOWN]
+    body = [
+        "<h1>Similarity between submissions</h1>",
+        f"<p>{len(result.students)} submissions (the reference solution included), "
+        f"{len(result.pairs)} pairs. Class median overall score {result.median:.2f}, robust "
+        f"standard deviation {result.spread:.2f}. A pair is flagged when its overall score is at "
+        f"least {options.threshold:.2f} and {options.min_z:g} robust standard deviations above "
+        "the median. Text given by the release (its code, its markdown, the report template) is "
+        "never counted nor highlighted. <b>A flag is a reason to look, not a verdict.</b></p>",
+        f"<h2>Flagged pairs: {len(flagged)}</h2>",
+        _score_table(flagged) if flagged else "<p>None.</p>",
+        *(_pair_html(pair, result) for pair in flagged),
+        f"<h2>Closest pairs not flagged (top {len(closest)})</h2>",
+        _score_table(closest),
+    ]
+    path.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+                    f"<title>Similarity</title><style>{_STYLE}</style></head><body>"
+                    + "\n".join(body) + "</body></html>\n", encoding="utf-8")
+    return path
