@@ -6,6 +6,7 @@
   merge     merge shard folders (e.g. from a Slurm array) into one grades.csv
   export    rewrite grades.csv from the results of a grading folder
   feedback  pack each student's feedback HTML into one zip per student, ready to hand back
+  similarity  flag pairs of submissions that are unusually close (copies): similarity.csv/.html
   demo      build the release, grade the bundled example submissions offline, print the table
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from autograder.course import RELEASE_DIR, generate_release
 from autograder.grading import GradeOptions
+from autograder.review.similarity import SimilarityOptions
 
 DEFAULT_OUT = Path("grading")
 
@@ -124,6 +126,16 @@ def _demo(args: argparse.Namespace) -> int:
     return _print_run(out, summary)
 
 
+def _similarity(args: argparse.Namespace) -> int:
+    from autograder.review.similarity import SimilarityOptions, similarity_from_submissions
+
+    options = SimilarityOptions(threshold=args.threshold, min_z=args.min_z)
+    result = similarity_from_submissions(args.submissions, args.out, options, args.id_pattern)
+    print(result.summary_line())
+    print(f"scores: {result.csv_path}   report: {result.html_path}")
+    return 0
+
+
 def _check_report(args: argparse.Namespace) -> int:
     from helpers.report_check import main as check_report_main
 
@@ -188,6 +200,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="grade the example submissions offline")
     _add_grading_options(demo, out=Path("grading-demo"))
     demo.set_defaults(run=_demo)
+
+    defaults = SimilarityOptions()
+    similarity = commands.add_parser(
+        "similarity", help="flag pairs of submissions unusually close to each other",
+        description="Compare every submission with every other and with the reference solution "
+                    "(exercise code, written answers, rapport.md; the release's own text "
+                    "excluded) and write similarity.csv and similarity.html.")
+    similarity.add_argument("submissions", type=Path,
+                            help="folder with one sub-folder or zip per student, or an LMS zip")
+    similarity.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                            help=f"output folder (default: ./{DEFAULT_OUT})")
+    similarity.add_argument("--threshold", type=float, default=defaults.threshold,
+                            help="overall score from which a pair can be flagged "
+                                 f"(default {defaults.threshold})")
+    similarity.add_argument("--min-z", dest="min_z", type=float, default=defaults.min_z,
+                            help="robust standard deviations above the class median a flagged "
+                                 f"pair must be (default {defaults.min_z})")
+    similarity.add_argument("--id-pattern", dest="id_pattern",
+                            help="regex with a group (?P<id>...) finding the student id in zip paths")
+    similarity.set_defaults(run=_similarity)
 
     report = commands.add_parser(
         "check-report", help="check rapport.md against the template and the notebooks' outputs",

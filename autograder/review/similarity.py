@@ -33,7 +33,6 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
-from copydetect import CodeFingerprint
 
 from autograder.course import RELEASE_DIR
 from autograder.notebook_source import NOTEBOOK_NAMES, load_master
@@ -196,8 +195,10 @@ def boilerplate_documents(release_dir: Path = RELEASE_DIR,
 
 
 def fingerprint(text: str, document: str, options: SimilarityOptions,
-                boilerplate: np.ndarray | None = None, window: int | None = None) -> CodeFingerprint:
-    """copydetect's fingerprint of one document (code tokenized as Python, text as it is)."""
+                boilerplate: np.ndarray | None = None, window: int | None = None):
+    """copydetect's CodeFingerprint of one document (code tokenized as Python, text as is)."""
+    from copydetect import CodeFingerprint  # on use: it loads matplotlib, slow for the CLI
+
     k, default_window = options.fingerprint_size(document)
     code = document not in TEXT_DOCUMENTS
     return CodeFingerprint(f"{document}.py" if code else document, k,

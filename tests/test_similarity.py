@@ -1,0 +1,128 @@
+"""Similarity across a class (issue 18): exactly the copied pair is flagged, whatever its
+disguise; what the release gives is not a match; the reference solution takes part."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import pytest
+from copydetect.utils import filter_code
+
+from autograder.__main__ import main
+from autograder.examples import complete_solution
+from autograder.review.similarity import (CSV_NAME, DOCUMENTS, HTML_NAME, REFERENCE,
+                                          SimilarityOptions, boilerplate_documents, score_class,
+                                          similarity_report, student_documents)
+from similarity_class import (COPIED_PAIR, IMPLEMENTATIONS, LORA_LAYER, TEMPLATE_ONLY,
+                              TEMPLATE_PAIR, disguise, write_class, write_student)
+
+
+@pytest.fixture(scope="module")
+def class_dir(tmp_path_factory):
+    return write_class(tmp_path_factory.mktemp("similarity") / "submissions")
+
+
+@pytest.fixture(scope="module")
+def result(class_dir, tmp_path_factory):
+    return similarity_report(class_dir, tmp_path_factory.mktemp("similarity-out"))
+
+
+def _pair(result, a: str, b: str):
+    return next(p for p in result.pairs if {p.student_a, p.student_b} == {a, b})
+
+
+def test_the_class_has_six_distinct_implementations_of_each_exercise():
+    for grade_id, sources in IMPLEMENTATIONS.items():
+        normalised = {filter_code(source, "cell.py", "python")[0] for source in sources}
+        assert len(normalised) >= 6, grade_id
+    orientations = {".T" in source or "linear(x, self.A)" in source for source in LORA_LAYER}
+    assert orientations == {True, False}, "both LoRA orientations"
+
+
+def test_exactly_the_copied_pair_is_flagged(result):
+    assert [(p.student_a, p.student_b) for p in result.flagged] == [COPIED_PAIR]
+    pair = result.flagged[0]
+    assert "threshold" in pair.reason and "class median" in pair.reason
+    assert pair.z >= result.options.min_z and pair.overall >= result.options.threshold
+
+
+def test_renaming_reformatting_and_reordering_hide_nothing(result, class_dir):
+    original, copier = COPIED_PAIR
+    source = (class_dir / original / "01_lora_layer.ipynb").read_text(encoding="utf-8")
+    copy = (class_dir / copier / "01_lora_layer.ipynb").read_text(encoding="utf-8")
+    assert "weights_a = " in source and "weights_a = " not in copy  # renamed, reformatted
+    pair = _pair(result, original, copier)
+    assert all(pair.scores[doc] >= 0.7 for doc in DOCUMENTS), pair.scores
+    assert pair.scores["answers"] >= 0.95 and pair.scores["rapport"] >= 0.9
+
+
+def test_reordering_functions_alone_keeps_a_copy_whole():
+    source = IMPLEMENTATIONS["classify_text"][5]  # a helper function, then classify_text
+    helper, function = source.split("\n\n\n")
+    reordered = f"{function}\n\n\n{helper}"
+    assert reordered.index("def classify_text") < reordered.index("def _probabilities")
+    docs = {name: {"06_inference": code} for name, code in
+            (("a", source), ("b", reordered), ("c", IMPLEMENTATIONS["classify_text"][3]))}
+    scored = score_class(docs, boilerplate_documents())
+    assert _pair(scored, "a", "b").scores["06_inference"] >= 0.85  # only the seam changes
+    assert _pair(scored, "a", "c").scores["06_inference"] < 0.5
+
+
+def test_what_the_release_gives_is_no_match(result, class_dir):
+    pair = _pair(result, *TEMPLATE_PAIR)
+    assert not pair.flagged
+    assert all(pair.scores[name] is None for name in TEMPLATE_ONLY)  # left as released
+    assert pair.scores["rapport"] == 0  # only the name filled in the template
+    # without excluding the release, the same two students would match there
+    raw = score_class({name: student_documents(class_dir / name) for name in TEMPLATE_PAIR},
+                      {}, SimilarityOptions())
+    assert all(_pair(raw, *TEMPLATE_PAIR).scores[name] == 1 for name in TEMPLATE_ONLY)
+
+
+def test_a_copy_of_the_reference_solution_is_flagged(class_dir, tmp_path):
+    submissions = tmp_path / "submissions"
+    shutil.copytree(class_dir, submissions)
+    write_student(submissions / "hugo", complete_solution(), report=None)
+    result = similarity_report(submissions, tmp_path / "out")
+    flagged = {(p.student_a, p.student_b) for p in result.flagged}
+    assert flagged == {COPIED_PAIR, (REFERENCE, "hugo")}
+    assert _pair(result, REFERENCE, "hugo").scores["answers"] is None  # nothing to compare
+
+
+def test_the_threshold_and_the_class_spread_decide(class_dir):
+    documents = {folder.name: student_documents(folder) for folder in class_dir.iterdir()}
+    boilerplate = boilerplate_documents()
+    assert score_class(documents, boilerplate, SimilarityOptions(threshold=0.95)).flagged == []
+    assert score_class(documents, boilerplate, SimilarityOptions(min_z=50)).flagged == []
+    assert len(score_class(documents, boilerplate, SimilarityOptions(threshold=0.0,
+                                                                     min_z=-99)).flagged) > 1
+
+
+def test_csv_and_html_report(result):
+    with open(result.csv_path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    n = len(result.students)
+    assert len(rows) == n * (n - 1) // 2 and REFERENCE in result.students
+    assert list(rows[0])[:2 + len(DOCUMENTS)] == ["student_a", "student_b", *DOCUMENTS]
+    assert [(r["student_a"], r["student_b"]) for r in rows if r["flagged"] == "True"] == [COPIED_PAIR]
+    assert rows[0]["reason"] and float(rows[0]["overall"]) >= float(rows[1]["overall"])
+    page = result.html_path.read_text(encoding="utf-8")
+    assert "<mark>" in page and all(name in page for name in COPIED_PAIR)
+    assert "a reason to look, not a verdict" in page
+    assert "chloe & gaspard" in result.summary_line()
+
+
+def test_similarity_command(class_dir, tmp_path, capsys):
+    assert main(["similarity", str(class_dir), "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 pair(s) flagged" in printed and "chloe & gaspard" in printed
+    assert (tmp_path / CSV_NAME).is_file() and (tmp_path / HTML_NAME).is_file()
+    assert main(["similarity", str(class_dir), "--out", str(tmp_path), "--threshold", "1"]) == 0
+    assert "no pair flagged among 7 students" in capsys.readouterr().out
+
+
+def test_disguise_keeps_code_valid():
+    for sources in IMPLEMENTATIONS.values():
+        for source in sources:
+            compile(disguise(source), "<disguised>", "exec")
