@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import statistics
 import tempfile
 from dataclasses import dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
 
-import nbformat
 import numpy as np
 
 from autograder.course import RELEASE_DIR
@@ -91,8 +91,7 @@ class SimilarityResult:
     options: SimilarityOptions
     csv_path: Path | None = None
     html_path: Path | None = None
-    documents: dict[str, Documents] = field(default_factory=dict, repr=False)
-    excluded: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # boilerplate
+    fingerprints: dict[str, dict] = field(default_factory=dict, repr=False)  # copydetect's
 
     @property
     def flagged(self) -> list[PairScore]:
@@ -115,59 +114,66 @@ def normalise_text(text: str) -> str:
     return "".join(c.lower() if len(c.lower()) == 1 else c for c in collapsed)
 
 
-def _nbgrader(cell) -> dict:
+Cell = dict  # a notebook cell as stored in the .ipynb file (nbformat 4)
+
+
+def _nbgrader(cell: Cell) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
-def _is_student_code(cell) -> bool:
+def _source(cell: Cell) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _is_student_code(cell: Cell) -> bool:
     """Exercise cells and cells without nbgrader marks (the student may have added them)."""
-    return cell.cell_type == "code" and (bool(_nbgrader(cell).get("solution")) or not _nbgrader(cell))
+    marks = _nbgrader(cell)
+    return cell.get("cell_type") == "code" and (bool(marks.get("solution")) or not marks)
 
 
-def _is_answer(cell) -> bool:
-    return cell.cell_type == "markdown" and bool(_nbgrader(cell).get("solution"))
+def _is_answer(cell: Cell) -> bool:
+    return cell.get("cell_type") == "markdown" and bool(_nbgrader(cell).get("solution"))
 
 
-def _read_notebook(path: Path) -> nbformat.NotebookNode | None:
-    """The notebook, or None when it is missing or unreadable (graded as such elsewhere)."""
+def read_cells(path: Path) -> list[Cell] | None:
+    """A notebook's cells, or None when it is missing or unreadable (graded as such elsewhere).
+    Plain JSON: nbformat's validation would cost more than the comparison."""
     try:
-        return nbformat.read(path, as_version=4)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        cells = json.loads(path.read_text(encoding="utf-8", errors="replace"))["cells"]
+    except (OSError, ValueError, KeyError, TypeError):
         return None
+    return [c for c in cells if isinstance(c, dict)] if isinstance(cells, list) else None
 
 
-def _released_cells(release_dir: Path) -> frozenset[str]:
+def _release(release_dir: Path) -> dict[str, list[Cell]]:
+    return {name: read_cells(release_dir / f"{name}.ipynb") or [] for name in NOTEBOOK_NAMES}
+
+
+def released_cells(release_dir: Path = RELEASE_DIR) -> frozenset[str]:
     """The sources of every release cell, stripped: a cell left as released is not compared."""
-    return frozenset(c.source.strip() for nb in _release(release_dir).values() for c in nb.cells)
+    return frozenset(_source(c).strip() for cells in _release(release_dir).values() for c in cells)
 
 
-def _release(release_dir: Path) -> dict[str, nbformat.NotebookNode]:
-    return {name: nbformat.read(release_dir / f"{name}.ipynb", as_version=4)
-            for name in NOTEBOOK_NAMES}
-
-
-def notebook_documents(notebooks: dict[str, nbformat.NotebookNode],
+def notebook_documents(notebooks: dict[str, list[Cell]],
                        released: frozenset[str] = frozenset()) -> Documents:
-    """Per-notebook code and the written answers of a student's notebooks (by name), without
-    the cells whose source is one of `released`."""
-    def own(cell) -> bool:
-        return cell.source.strip() not in released
-
+    """Per-notebook code and the written answers of a student's notebooks (cells by notebook
+    name), without the cells whose source is one of `released`."""
     docs: Documents = {}
     answers = []
     for name in NOTEBOOK_NAMES:
-        nb = notebooks.get(name)
-        if nb is None:
+        if name not in notebooks:
             continue
-        docs[name] = "\n\n".join(c.source for c in nb.cells if _is_student_code(c) and own(c))
-        answers += [c.source for c in nb.cells if _is_answer(c) and own(c)]
+        own = [c for c in notebooks[name] if _source(c).strip() not in released]
+        docs[name] = "\n\n".join(_source(c) for c in own if _is_student_code(c))
+        answers += [_source(c) for c in own if _is_answer(c)]
     docs[ANSWERS] = normalise_text("\n\n".join(answers))
     return docs
 
 
 def student_documents(folder: Path, released: frozenset[str] = frozenset()) -> Documents:
     """The documents of one staged submission folder."""
-    notebooks = {name: _read_notebook(folder / f"{name}.ipynb") for name in NOTEBOOK_NAMES}
+    notebooks = {name: read_cells(folder / f"{name}.ipynb") for name in NOTEBOOK_NAMES}
     docs = notebook_documents({k: v for k, v in notebooks.items() if v is not None}, released)
     report = folder / REPORT_NAME
     if report.is_file():
@@ -177,17 +183,17 @@ def student_documents(folder: Path, released: frozenset[str] = frozenset()) -> D
 
 def reference_documents(released: frozenset[str] = frozenset()) -> Documents:
     """The reference solution's documents, from the master notebooks."""
-    return notebook_documents({name: load_master(name) for name in NOTEBOOK_NAMES}, released)
+    return notebook_documents({name: load_master(name).cells for name in NOTEBOOK_NAMES},
+                              released)
 
 
 def boilerplate_documents(release_dir: Path = RELEASE_DIR,
                           template: Path = TEMPLATE_PATH) -> Documents:
     """What the release gives everyone: all its code cells (for every notebook's code), all its
     markdown (for the answers) and the report template."""
-    notebooks = _release(release_dir).values()
-    code = "\n\n".join(c.source for nb in notebooks for c in nb.cells if c.cell_type == "code")
-    markdown = "\n\n".join(c.source for nb in notebooks for c in nb.cells
-                           if c.cell_type == "markdown")
+    cells = [c for notebook in _release(release_dir).values() for c in notebook]
+    code = "\n\n".join(_source(c) for c in cells if c.get("cell_type") == "code")
+    markdown = "\n\n".join(_source(c) for c in cells if c.get("cell_type") == "markdown")
     docs = {name: code for name in NOTEBOOK_NAMES}
     docs[ANSWERS] = normalise_text(markdown)
     docs[RAPPORT] = normalise_text(template.read_text(encoding="utf-8"))
@@ -249,9 +255,11 @@ def score_class(documents: dict[str, Documents], boilerplate: Documents,
     """Score every pair of `documents` (student -> documents) and flag the unusual ones."""
     options = options or SimilarityOptions()
     excluded = boilerplate_hashes(boilerplate, options)
-    hashes = {student: {doc: fingerprint(text, doc, options, excluded.get(doc)).hashes
-                        for doc, text in docs.items()}
-              for student, docs in documents.items()}
+    fingerprints = {student: {doc: fingerprint(text, doc, options, excluded.get(doc))
+                              for doc, text in docs.items()}
+                    for student, docs in documents.items()}
+    hashes = {student: {doc: f.hashes for doc, f in prints.items()}
+              for student, prints in fingerprints.items()}
     students = sorted(documents)
     raw = []
     for a, b in combinations(students, 2):
@@ -271,8 +279,7 @@ def score_class(documents: dict[str, Documents], boilerplate: Documents,
         pairs.append(replace(scored, reason=_reason(scored, median, options)) if flagged else scored)
     pairs.sort(key=lambda p: (-(p.overall if p.overall is not None else -1), p.student_a,
                               p.student_b))
-    return SimilarityResult(students, pairs, median, spread, options, documents=documents,
-                            excluded=excluded)
+    return SimilarityResult(students, pairs, median, spread, options, fingerprints=fingerprints)
 
 
 def _format(score: float | None) -> str:
@@ -298,7 +305,7 @@ def similarity_report(staging_dir: Path, out: Path, options: SimilarityOptions |
     reference solution; write `out/similarity.csv` and `out/similarity.html`."""
     from autograder.review.similarity_report import write_html
 
-    released = _released_cells(release_dir)
+    released = released_cells(release_dir)
     documents = {folder.name: student_documents(folder, released)
                  for folder in sorted(Path(staging_dir).iterdir()) if folder.is_dir()}
     if include_reference:

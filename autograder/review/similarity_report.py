@@ -14,8 +14,7 @@ import numpy as np
 from copydetect import compare_files
 from copydetect.utils import highlight_overlap
 
-from autograder.review.similarity import (DOCUMENTS, TEXT_DOCUMENTS, PairScore,
-                                          SimilarityResult, fingerprint)
+from autograder.review.similarity import DOCUMENTS, TEXT_DOCUMENTS, PairScore, SimilarityResult
 
 CLOSEST_SHOWN = 20  # unflagged pairs listed for comparison
 _MARK = '<mark>', '</mark>'
@@ -36,29 +35,23 @@ def _highlighted(text: str, slices: np.ndarray) -> str:
     return marked
 
 
-def _document_html(name: str, score: float, text_a: str, text_b: str,
-                   hashes: np.ndarray, result: SimilarityResult) -> str:
-    options = result.options
-    first = fingerprint(text_a, name, options, hashes)
-    second = fingerprint(text_b, name, options, hashes)
+def _document_html(name: str, score: float, pair: PairScore, result: SimilarityResult) -> str:
+    first = result.fingerprints[pair.student_a][name]
+    second = result.fingerprints[pair.student_b][name]
     _, _, (slices_a, slices_b) = compare_files(first, second)
     kind = "text" if name in TEXT_DOCUMENTS else "code"
     return (f"<h3>{html.escape(name)}: {score:.2f}</h3><div class='side'>"
-            f"<div><pre class='{kind}'>{_highlighted(text_a, slices_a)}</pre></div>"
-            f"<div><pre class='{kind}'>{_highlighted(text_b, slices_b)}</pre></div></div>")
+            f"<div><pre class='{kind}'>{_highlighted(first.raw_code, slices_a)}</pre></div>"
+            f"<div><pre class='{kind}'>{_highlighted(second.raw_code, slices_b)}</pre></div></div>")
 
 
 def _pair_html(pair: PairScore, result: SimilarityResult) -> str:
-    docs_a, docs_b = result.documents[pair.student_a], result.documents[pair.student_b]
     parts = [f"<h2>{html.escape(pair.student_a)} &amp; {html.escape(pair.student_b)}: "
              f"{pair.overall:.2f}</h2><p><b>Why flagged:</b> {html.escape(pair.reason)}</p>",
              f"<div class='side'><div><b>{html.escape(pair.student_a)}</b></div>"
              f"<div><b>{html.escape(pair.student_b)}</b></div></div>"]
-    for name in DOCUMENTS:
-        score = pair.scores.get(name)
-        if score is not None:
-            parts.append(_document_html(name, score, docs_a[name], docs_b[name],
-                                        result.excluded[name], result))
+    parts += [_document_html(name, pair.scores[name], pair, result)
+              for name in DOCUMENTS if pair.scores.get(name) is not None]
     return "\n".join(parts)
 
 
