@@ -10,9 +10,10 @@ reference solution as the pseudo-student `REFERENCE`, gives these documents:
 copydetect fingerprints each document as MOSS does (k-grams, hashed and winnowed). Code is
 tokenized by pygments first, names and strings replaced by placeholders and comments and
 whitespace dropped, so renaming variables and reformatting change nothing; text is compared
-lower-cased with its whitespace collapsed. Every k-gram of the release (its code cells, its
-markdown, the report template) is boilerplate and removed, so text that two students both kept
-from the release does not match. Fingerprints form a set: reordering functions hides nothing.
+lower-cased with its whitespace collapsed. Cells left as released are dropped and every k-gram
+of the release (its code cells, its markdown, the report template) is boilerplate, removed, so
+text that two students both kept from the release does not match. Fingerprints form a set:
+reordering functions changes only the k-grams across the seams.
 
 A pair's score for a document is the share of fingerprints the two have in common (Dice,
 2|A∩B| / (|A| + |B|)); its overall score is the mean over the documents both handed in (a
@@ -31,6 +32,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,12 +41,16 @@ from autograder.notebook_source import NOTEBOOK_NAMES, load_master
 from autograder.submissions import REPORT_NAME, stage_submissions
 from helpers.report_check import TEMPLATE_PATH
 
+if TYPE_CHECKING:
+    from copydetect import CodeFingerprint
+
 REFERENCE = "(reference solution)"  # cannot clash with a staged student id ([A-Za-z0-9_.@-])
 ANSWERS, RAPPORT = "answers", "rapport"
 DOCUMENTS = (*NOTEBOOK_NAMES, ANSWERS, RAPPORT)
 TEXT_DOCUMENTS = (ANSWERS, RAPPORT)
 MIN_SPREAD = 0.05  # floor of the class's spread, so that a uniform class does not flag everyone
 CSV_NAME, HTML_NAME = "similarity.csv", "similarity.html"
+SUMMARY_PAIRS = 10  # flagged pairs named in the summary line (all are in the CSV and HTML)
 
 Documents = dict[str, str]  # document name -> text (code as written, text normalised)
 
@@ -91,7 +97,7 @@ class SimilarityResult:
     options: SimilarityOptions
     csv_path: Path | None = None
     html_path: Path | None = None
-    fingerprints: dict[str, dict] = field(default_factory=dict, repr=False)  # copydetect's
+    fingerprints: dict[str, dict[str, CodeFingerprint]] = field(default_factory=dict, repr=False)
 
     @property
     def flagged(self) -> list[PairScore]:
@@ -102,28 +108,31 @@ class SimilarityResult:
         count = len(self.students) - (REFERENCE in self.students)
         if not self.flagged:
             return f"similarity: no pair flagged among {count} students"
-        names = ", ".join(f"{p.student_a} & {p.student_b} ({p.overall:.2f})" for p in self.flagged)
+        names = ", ".join(f"{p.student_a} & {p.student_b} ({p.overall:.2f})"
+                          for p in self.flagged[:SUMMARY_PAIRS])
+        more = len(self.flagged) - SUMMARY_PAIRS
+        names += f" and {more} more" if more > 0 else ""
         where = f" (see {self.html_path})" if self.html_path else ""
         return f"similarity: {len(self.flagged)} pair(s) flagged, a reason to look: {names}{where}"
 
 
 def normalise_text(text: str) -> str:
-    """Whitespace collapsed to single spaces, lower-cased character by character (so that the
-    normalised text keeps its length for highlighting)."""
-    collapsed = " ".join(text.split())
-    return "".join(c.lower() if len(c.lower()) == 1 else c for c in collapsed)
+    """Lower-cased, whitespace collapsed to single spaces (the report shows text this way)."""
+    return " ".join(text.split()).lower()
 
 
 Cell = dict  # a notebook cell as stored in the .ipynb file (nbformat 4)
 
 
 def _nbgrader(cell: Cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
+    metadata = cell.get("metadata")
+    marks = metadata.get("nbgrader") if isinstance(metadata, dict) else None
+    return marks if isinstance(marks, dict) else {}
 
 
 def _source(cell: Cell) -> str:
     source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
+    return "".join(map(str, source)) if isinstance(source, list) else str(source)
 
 
 def _is_student_code(cell: Cell) -> bool:
@@ -201,7 +210,8 @@ def boilerplate_documents(release_dir: Path = RELEASE_DIR,
 
 
 def fingerprint(text: str, document: str, options: SimilarityOptions,
-                boilerplate: np.ndarray | None = None, window: int | None = None):
+                boilerplate: np.ndarray | None = None,
+                window: int | None = None) -> CodeFingerprint:
     """copydetect's CodeFingerprint of one document (code tokenized as Python, text as is)."""
     from copydetect import CodeFingerprint  # on use: it loads matplotlib, slow for the CLI
 
@@ -299,17 +309,15 @@ def write_csv(result: SimilarityResult, path: Path) -> Path:
 
 
 def similarity_report(staging_dir: Path, out: Path, options: SimilarityOptions | None = None,
-                      release_dir: Path = RELEASE_DIR,
-                      include_reference: bool = True) -> SimilarityResult:
+                      release_dir: Path = RELEASE_DIR) -> SimilarityResult:
     """Compare every staged submission (`staging_dir/<student>/`) with every other and with the
     reference solution; write `out/similarity.csv` and `out/similarity.html`."""
-    from autograder.review.similarity_report import write_html
+    from autograder.review.similarity_report import write_html  # here: it imports this module
 
     released = released_cells(release_dir)
     documents = {folder.name: student_documents(folder, released)
                  for folder in sorted(Path(staging_dir).iterdir()) if folder.is_dir()}
-    if include_reference:
-        documents[REFERENCE] = reference_documents(released)
+    documents[REFERENCE] = reference_documents(released)
     result = score_class(documents, boilerplate_documents(release_dir), options)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
