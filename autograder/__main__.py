@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="robust standard deviations above the class median a flagged "
                                  f"pair must be (default {defaults.min_z})")
     similarity.add_argument("--id-pattern", dest="id_pattern",
-                            help="regex with a group (?P<id>...) finding the student id in zip paths")
+                            help="regex with a group (?P<id>...) finding the student id in "
+                                 "zip paths")
     similarity.set_defaults(run=_similarity)
 
     report = commands.add_parser(

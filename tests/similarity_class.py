@@ -696,7 +696,8 @@ ANSWERS: list[dict[str, str]] = [
      "s6": "Pour les deux exemples j'obtiens spam (0,97) et ham (0,99). Un SMS de livraison "
            "de colis avec un lien passe en ham : c'est une erreur.",
      "conclusion": "Peu de paramètres à entraîner, un fichier de poids LoRA minuscule ; en "
-                   "revanche l'entraînement reste lent sur CPU à cause du passage avant complet."},
+                   "revanche l'entraînement reste lent sur CPU à cause du passage avant "
+                   "complet."},
     {"q1": "Comparing both printouts: every nn.Linear of the transformer blocks got wrapped, "
            "the rest of the architecture is untouched. Because the low-rank product starts at "
            "zero (B = 0) the wrapped layer returns exactly linear(x) at first.",
@@ -714,7 +715,8 @@ ANSWERS: list[dict[str, str]] = [
            "nuls le gradient serait nul. alpha/rank normalise l'effet du rang.",
      "s2": "Une copie casserait le partage des poids : le modèle garderait deux versions des "
            "poids et la mémoire doublerait.",
-     "s6": "Exemples : spam 0,995 et ham 0,990. J'ai essayé « Félicitations, vous avez gagné » "
+     "s6": "Exemples : spam 0,995 et ham 0,990. J'ai essayé « Félicitations, vous avez "
+           "gagné » "
            "(spam, 0,98) et un message en français sur un rendez-vous (ham, 0,62).",
      "conclusion": "Je retiens que LoRA coûte peu en mémoire et en calcul de gradient, mais "
                    "qu'un rang trop petit limite ce que le modèle peut apprendre."},
@@ -770,7 +772,8 @@ ANSWERS: list[dict[str, str]] = [
            "val 96.6%, test 95.3%; 52 seconds per epoch.",
      "q5": "Training accuracy is lower because it is a running mean taken in train mode, "
            "while test accuracy is measured at the end, in eval mode.",
-     "s1": "Zéro pour B : le modèle adapté est identique au modèle de base à l'initialisation. "
+     "s1": "Zéro pour B : le modèle adapté est identique au modèle de base à "
+           "l'initialisation. "
            "alpha divisé par le rang contrôle la force de la mise à jour.",
      "s2": "La même instance permet que le gel et le chargement des poids s'appliquent au vrai "
            "modèle, sans copie en mémoire.",
@@ -853,7 +856,8 @@ class _Renamer(ast.NodeTransformer):
 
 def _local_names(tree: ast.AST) -> set[str]:
     """Names assigned inside functions, other than parameters."""
-    stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    stored = {n.id for n in ast.walk(tree)
+              if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     top_level = {t.id for stmt in getattr(tree, "body", []) if isinstance(stmt, ast.Assign)
                  for t in stmt.targets if isinstance(t, ast.Name)}
     parameters = {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}

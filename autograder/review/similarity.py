@@ -286,7 +286,9 @@ def score_class(documents: dict[str, Documents], boilerplate: Documents,
         z = (pair.overall - median) / spread
         flagged = pair.overall >= options.threshold and z >= options.min_z
         scored = replace(pair, z=z, flagged=flagged)
-        pairs.append(replace(scored, reason=_reason(scored, median, options)) if flagged else scored)
+        if flagged:
+            scored = replace(scored, reason=_reason(scored, median, options))
+        pairs.append(scored)
     pairs.sort(key=lambda p: (-(p.overall if p.overall is not None else -1), p.student_a,
                               p.student_b))
     return SimilarityResult(students, pairs, median, spread, options, fingerprints=fingerprints)
