@@ -13,7 +13,8 @@ from autograder.__main__ import main
 from autograder.examples import complete_solution
 from autograder.review.similarity import (CSV_NAME, DOCUMENTS, HTML_NAME, REFERENCE,
                                           SimilarityOptions, boilerplate_documents, score_class,
-                                          similarity_report, student_documents)
+                                          similarity_from_submissions, similarity_report,
+                                          student_documents)
 from similarity_class import (COPIED_PAIR, IMPLEMENTATIONS, LORA_LAYER, TEMPLATE_ONLY,
                               TEMPLATE_PAIR, disguise, write_class, write_student)
 
@@ -121,6 +122,14 @@ def test_similarity_command(class_dir, tmp_path, capsys):
     assert (tmp_path / CSV_NAME).is_file() and (tmp_path / HTML_NAME).is_file()
     assert main(["similarity", str(class_dir), "--out", str(tmp_path), "--threshold", "1"]) == 0
     assert "no pair flagged among 7 students" in capsys.readouterr().out
+    assert main(["similarity", str(tmp_path / "nothere"), "--out", str(tmp_path)]) == 2
+
+
+def test_an_lms_zip_is_staged_like_grade_does(class_dir, tmp_path):
+    archive = shutil.make_archive(str(tmp_path / "export"), "zip", class_dir)
+    result = similarity_from_submissions(archive, tmp_path / "out")
+    assert [(p.student_a, p.student_b) for p in result.flagged] == [COPIED_PAIR]
+    assert len(result.students) == 8  # seven students and the reference
 
 
 def test_disguise_keeps_code_valid():
