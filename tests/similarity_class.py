@@ -1,8 +1,9 @@
-"""A class of example submissions for the similarity tests and benchmark (not executed).
+"""A class of example submissions for the similarity tests and benchmark (notebooks not run).
 
-`IMPLEMENTATIONS[grade_id]` holds six distinct correct implementations of each exercise cell,
-written in different styles (the lab's and PEFT's LoRA orientation, recursive and iterative
-injection, ...). `ANSWERS` holds six students' own written answers and report sections.
+`IMPLEMENTATIONS[grade_id]` holds six distinct correct implementations of each exercise cell
+(tests/test_similarity.py runs the grader's hidden checks on them), written in different
+styles (the lab's and PEFT's LoRA orientation, recursive and iterative injection, ...).
+`ANSWERS` holds six students' own written answers and report sections.
 `write_student` puts them into copies of the release notebooks; `disguise` makes a copy the way
 a copier would (local variables renamed, functions reordered, code reformatted).
 """
@@ -33,10 +34,11 @@ LORA_LAYER = [
         self.B = nn.Parameter(torch.zeros(rank, out_dim))
         self.alpha = alpha
         self.rank = rank
+        self.scaling = self.alpha / self.rank
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # YOUR CODE HERE
-        return (self.alpha / self.rank) * (x @ self.A @ self.B)''',
+        return (x @ self.A @ self.B) * self.scaling''',
     '''class LoRALayer(nn.Module):
     """Low-rank update x -> (alpha / rank) * x @ A @ B, with B = 0 at the start."""
 
@@ -46,11 +48,11 @@ LORA_LAYER = [
         self.A = nn.Parameter(torch.zeros(rank, in_dim))
         self.B = nn.Parameter(torch.zeros(out_dim, rank))
         nn.init.kaiming_uniform_(self.A, a=5 ** 0.5)
-        self.scale = alpha / rank
+        self.scaling = alpha / rank
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x @ self.A.T
-        return self.scale * (h @ self.B.T)''',
+        return self.scaling * (h @ self.B.T)''',
     '''class LoRALayer(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, rank: int, alpha: float):
         super().__init__()
@@ -72,13 +74,12 @@ LORA_LAYER = [
         bound = 1.0 / math.sqrt(rank)
         self.A = nn.Parameter(torch.rand(in_dim, rank) * 2 * bound - bound)
         self.B = nn.Parameter(torch.zeros(rank, out_dim))
-        self.alpha, self.rank = alpha, rank
+        self.scaling = alpha / rank
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scaling = self.alpha / self.rank
         out = x @ self.A
         out = out @ self.B
-        return out * scaling''',
+        return out * self.scaling''',
     '''class LoRALayer(nn.Module):
     """Low-rank update x -> (alpha / rank) * x @ A @ B, with B = 0 at the start."""
 
@@ -486,7 +487,7 @@ TRAIN_STEP = [
     loss = torch.nn.functional.cross_entropy(logits, labels)
     loss.backward()
     optimizer.step()
-    return float(loss)''',
+    return float(loss.detach())''',
     '''def train_step(model: nn.Module, batch, optimizer: torch.optim.Optimizer) -> float:
     ids, y, last = batch
     out = last_token_logits(model(ids), last)

@@ -4,12 +4,19 @@ disguise; what the release gives is not a match; the reference solution takes pa
 from __future__ import annotations
 
 import csv
+import math
 import shutil
+from functools import cache
 
 import pytest
+import torch
 from copydetect.utils import filter_code
+from torch import nn
 
+from autograder import solutions
 from autograder.__main__ import main
+from autograder.checks import (classification_head, inference, lora_injection, lora_layer,
+                               lora_wrapper, training)
 from autograder.examples import complete_solution
 from autograder.review.similarity import (CSV_NAME, DOCUMENTS, HTML_NAME, REFERENCE,
                                           SimilarityOptions, boilerplate_documents, score_class,
@@ -39,6 +46,75 @@ def test_the_class_has_six_distinct_implementations_of_each_exercise():
         assert len(normalised) >= 6, grade_id
     orientations = {".T" in source or "linear(x, self.A)" in source for source in LORA_LAYER}
     assert orientations == {True, False}, "both LoRA orientations"
+
+
+def _run_cell(source: str) -> dict:
+    """The names an exercise cell defines, run on the reference's earlier steps."""
+    namespace = {"torch": torch, "nn": nn, "math": math, "LoRALayer": solutions.LoRALayer,
+                 "LinearWithLoRA": solutions.LinearWithLoRA,
+                 "last_token_logits": solutions.last_token_logits}
+    exec(compile(source, "<exercise cell>", "exec"), namespace)
+    return namespace
+
+
+def _forward_in_either_orientation(LoRALayer) -> None:
+    """The hidden forward check, accepting PEFT's (rank, in) x (out, rank) orientation too."""
+    layer, reference = LoRALayer(20, 12, 4, 8.0), solutions.LoRALayer(20, 12, 4, 8.0)
+    peft = tuple(layer.A.shape) == (4, 20)
+    with torch.no_grad():
+        layer.B.normal_()
+        reference.A.copy_(layer.A.T if peft else layer.A)
+        reference.B.copy_(layer.B.T if peft else layer.B)
+        x = torch.randn(2, 7, 20)
+        assert torch.allclose(layer(x), reference(x), atol=1e-5)
+
+
+@cache
+def _tiny_model_and_tokenizer():
+    from helpers.tokenizer import gpt2_tokenizer
+
+    return training._tiny_classifier(), gpt2_tokenizer()
+
+
+def _classify_checks(classify_text) -> None:
+    model, tokenizer = _tiny_model_and_tokenizer()
+    context = model.pos_emb.weight.shape[0]
+    inference.same_as_batch(classify_text, model, tokenizer, context)
+    inference.probability_of_predicted_class(classify_text, model, tokenizer)
+    inference.long_text_truncated(classify_text, model, tokenizer, context)
+    inference.empty_text_is_an_error(classify_text, model, tokenizer)
+
+
+HIDDEN_CHECKS = {  # grade_id -> the grader's hidden checks that run without GPT-2's full size
+    "lora_layer": lambda ns: [check(ns["LoRALayer"]) for check in (
+        lora_layer.parameter_count, lora_layer.initialisation, lora_layer.scaling,
+        _forward_in_either_orientation)],
+    "linear_with_lora": lambda ns: [check(ns["LinearWithLoRA"]) for check in (
+        lora_wrapper.keeps_the_given_layer, lora_wrapper.lora_branch_sizes,
+        lora_wrapper.bias_free_layers, lora_wrapper.adds_the_lora_update)],
+    "replace_linear_with_lora": lambda ns: (
+        lora_injection.returns_and_recurses(ns["replace_linear_with_lora"]),
+        lora_injection.resnet_linear_layers(ns["replace_linear_with_lora"],
+                                            solutions.freeze_and_activate_lora)),
+    "freeze_and_activate_lora": lambda ns: lora_injection.resnet_linear_layers(
+        solutions.replace_linear_with_lora, ns["freeze_and_activate_lora"]),
+    "add_classification_head": lambda ns: classification_head.head_for_any_number_of_classes(
+        ns["add_classification_head"]),
+    "last_token_logits": lambda ns: classification_head.last_token_rows(ns["last_token_logits"]),
+    "make_optimizer": lambda ns: training.optimizer_over_trainable_only(ns["make_optimizer"]),
+    "calc_accuracy": lambda ns: training.accuracy_on_known_logits(ns["calc_accuracy"]),
+    "train_step": lambda ns: (
+        training.step_moves_only_lora_and_head(ns["train_step"], solutions.make_optimizer),
+        training.step_loss_is_the_batch_loss(ns["train_step"], solutions.make_optimizer)),
+    "classify_text": lambda ns: _classify_checks(ns["classify_text"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grade_id,index", [(g, i) for g, sources in IMPLEMENTATIONS.items()
+                                            for i in range(len(sources))])
+def test_every_implementation_of_the_class_is_correct(grade_id, index):
+    HIDDEN_CHECKS[grade_id](_run_cell(IMPLEMENTATIONS[grade_id][index]))
 
 
 def test_exactly_the_copied_pair_is_flagged(result):
