@@ -120,7 +120,7 @@ def test_every_implementation_of_the_class_is_correct(grade_id, index):
 def test_exactly_the_copied_pair_is_flagged(result):
     assert [(p.student_a, p.student_b) for p in result.flagged] == [COPIED_PAIR]
     pair = result.flagged[0]
-    assert "threshold" in pair.reason and "class median" in pair.reason
+    assert "threshold" in pair.reason and "class median" in pair.reason, pair.reason
     assert pair.z >= result.options.min_z and pair.overall >= result.options.threshold
 
 

@@ -17,9 +17,11 @@ reordering functions changes only the k-grams across the seams.
 
 A pair's score for a document is the share of fingerprints the two have in common (Dice,
 2|A∩B| / (|A| + |B|)); its overall score is the mean over the documents both handed in (a
-document left as released has no fingerprint). A pair is flagged when its overall score reaches
-`threshold` and lies at least `min_z` robust standard deviations (1.4826 x the median absolute
-deviation, at least `MIN_SPREAD`) above the median of all the class's pairs.
+document left as released has no fingerprint). How unusual a pair is, `z`, is the mean over
+those documents of how many robust standard deviations (1.4826 x the median absolute deviation,
+at least `MIN_SPREAD`) its score lies above the class's median for that document: short
+exercises make every pair alike, and the reference solution has only code. A pair is flagged
+when its overall score reaches `threshold` and its `z` reaches `min_z`.
 """
 
 from __future__ import annotations
@@ -92,8 +94,8 @@ class SimilarityResult:
 
     students: list[str]
     pairs: list[PairScore]
-    median: float
-    spread: float
+    medians: dict[str, float]  # per document and "overall", over the pairs that have it
+    spreads: dict[str, float]  # robust standard deviations, likewise
     options: SimilarityOptions
     csv_path: Path | None = None
     html_path: Path | None = None
@@ -252,12 +254,12 @@ def _spread(values: list[float]) -> tuple[float, float]:
     return median, max(1.4826 * mad, MIN_SPREAD)
 
 
-def _reason(pair: PairScore, median: float, options: SimilarityOptions) -> str:
+def _reason(pair: PairScore, medians: dict[str, float], options: SimilarityOptions) -> str:
     closest = sorted(((s, d) for d, s in pair.scores.items() if s is not None), reverse=True)
-    parts = ", ".join(f"{d} {s:.2f}" for s, d in closest[:4])
-    return (f"overall {pair.overall:.2f} >= threshold {options.threshold:.2f} and "
-            f"{pair.z:.1f} robust SDs above the class median {median:.2f} (min {options.min_z:g}); "
-            f"closest documents: {parts}")
+    parts = ", ".join(f"{d} {s:.2f} (class median {medians[d]:.2f})" for s, d in closest[:4])
+    return (f"overall {pair.overall:.2f} >= threshold {options.threshold:.2f}, and its documents "
+            f"are on average {pair.z:.1f} robust SDs above the class median (min "
+            f"{options.min_z:g}); closest: {parts}")
 
 
 def score_class(documents: dict[str, Documents], boilerplate: Documents,
@@ -277,21 +279,27 @@ def score_class(documents: dict[str, Documents], boilerplate: Documents,
                   for doc in DOCUMENTS}
         present = [s for s in scores.values() if s is not None]
         raw.append(PairScore(a, b, scores, sum(present) / len(present) if present else None))
-    median, spread = _spread([p.overall for p in raw if p.overall is not None])
+    stats = {doc: _spread([p.scores[doc] for p in raw if p.scores[doc] is not None])
+             for doc in DOCUMENTS}
+    stats["overall"] = _spread([p.overall for p in raw if p.overall is not None])
+    medians = {doc: median for doc, (median, _) in stats.items()}
+    spreads = {doc: spread for doc, (_, spread) in stats.items()}
     pairs = []
     for pair in raw:
         if pair.overall is None:
             pairs.append(pair)
             continue
-        z = (pair.overall - median) / spread
+        deviations = [(score - medians[doc]) / spreads[doc]
+                      for doc, score in pair.scores.items() if score is not None]
+        z = sum(deviations) / len(deviations)
         flagged = pair.overall >= options.threshold and z >= options.min_z
         scored = replace(pair, z=z, flagged=flagged)
         if flagged:
-            scored = replace(scored, reason=_reason(scored, median, options))
+            scored = replace(scored, reason=_reason(scored, medians, options))
         pairs.append(scored)
     pairs.sort(key=lambda p: (-(p.overall if p.overall is not None else -1), p.student_a,
                               p.student_b))
-    return SimilarityResult(students, pairs, median, spread, options, fingerprints=fingerprints)
+    return SimilarityResult(students, pairs, medians, spreads, options, fingerprints=fingerprints)
 
 
 def _format(score: float | None) -> str:

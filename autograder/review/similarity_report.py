@@ -1,8 +1,8 @@
 """The similarity report as HTML: flagged pairs side by side, matching passages highlighted.
 
 Matching passages are copydetect's (`compare_files` on the two fingerprints, the release's
-text excluded); the page also shows how the class's scores are spread and the closest pairs
-that were not flagged, so that a flag can be read against the rest of the class.
+text excluded); the page also shows the class's median and spread per document and the
+closest pairs that were not flagged, so that a flag can be read against the rest of the class.
 """
 
 from __future__ import annotations
@@ -67,6 +67,17 @@ def _score_table(pairs: list[PairScore]) -> str:
     return f"<table><tr>{header}</tr>{''.join(rows)}</table>"
 
 
+def _class_table(result: SimilarityResult) -> str:
+    names = [*DOCUMENTS, "overall"]
+    header = "".join(f"<th>{html.escape(name)}</th>" for name in ["", *names])
+    rows = "".join(
+        f"<tr><td>{label}</td>"
+        + "".join(f"<td>{values[name]:.2f}</td>" for name in names) + "</tr>"
+        for label, values in (("class median", result.medians),
+                              ("robust SD", result.spreads)))
+    return f"<table><tr>{header}</tr>{rows}</table>"
+
+
 def write_html(result: SimilarityResult, path: Path) -> Path:
     """Write the report of `result` (what the release gives is never highlighted)."""
     options = result.options
@@ -75,11 +86,14 @@ def write_html(result: SimilarityResult, path: Path) -> Path:
     body = [
         "<h1>Similarity between submissions</h1>",
         f"<p>{len(result.students)} submissions (the reference solution included), "
-        f"{len(result.pairs)} pairs. Class median overall score {result.median:.2f}, robust "
-        f"standard deviation {result.spread:.2f}. A pair is flagged when its overall score is at "
-        f"least {options.threshold:.2f} and {options.min_z:g} robust standard deviations above "
-        "the median. Text given by the release (its code, its markdown, the report template) is "
-        "never counted nor highlighted. <b>A flag is a reason to look, not a verdict.</b></p>",
+        f"{len(result.pairs)} pairs. A score is the share of fingerprints two documents have in "
+        "common; <i>overall</i> is the mean over the documents both handed in, <i>z</i> the "
+        "mean over them of how many robust standard deviations the pair's score lies above the "
+        f"class's median. A pair is flagged when its overall score is at least "
+        f"{options.threshold:.2f} and its z at least {options.min_z:g}. Text given by the "
+        "release (its code, its markdown, the report template) is never counted nor "
+        "highlighted. <b>A flag is a reason to look, not a verdict.</b></p>",
+        _class_table(result),
         f"<h2>Flagged pairs: {len(flagged)}</h2>",
         _score_table(flagged) if flagged else "<p>None.</p>",
         *(_pair_html(pair, result) for pair in flagged),
