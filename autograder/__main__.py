@@ -127,7 +127,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _similarity(args: argparse.Namespace) -> int:
-    from autograder.review.similarity import SimilarityOptions, similarity_from_submissions
+    from autograder.review.similarity import similarity_from_submissions
 
     options = SimilarityOptions(threshold=args.threshold, min_z=args.min_z)
     result = similarity_from_submissions(args.submissions, args.out, options, args.id_pattern)
@@ -215,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="overall score from which a pair can be flagged "
                                  f"(default {defaults.threshold})")
     similarity.add_argument("--min-z", dest="min_z", type=float, default=defaults.min_z,
-                            help="robust standard deviations above the class median a flagged "
-                                 f"pair must be (default {defaults.min_z})")
+                            help="how far above the class a flagged pair must be: robust "
+                                 "standard deviations above the class's median, averaged over "
+                                 f"documents (default {defaults.min_z})")
     similarity.add_argument("--id-pattern", dest="id_pattern",
                             help="regex with a group (?P<id>...) finding the student id in "
                                  "zip paths")
