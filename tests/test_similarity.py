@@ -4,6 +4,7 @@ disguise; what the release gives is not a match; the reference solution takes pa
 from __future__ import annotations
 
 import csv
+import json
 import math
 import shutil
 from functools import cache
@@ -212,3 +213,15 @@ def test_disguise_keeps_code_valid():
     for sources in IMPLEMENTATIONS.values():
         for source in sources:
             compile(disguise(source), "<disguised>", "exec")
+
+
+def test_unreadable_notebooks_are_skipped_and_list_sources_read(tmp_path):
+    (tmp_path / "01_lora_layer.ipynb").write_text("{not json", encoding="utf-8")
+    cell = {"cell_type": "code", "source": ["x = 1\n", "y = x + 1\n"],
+            "metadata": {"nbgrader": {"solution": True, "grade_id": "lora_layer"}}}
+    (tmp_path / "02_lora_wrapper.ipynb").write_text(f'{{"cells": [{json.dumps(cell)}]}}',
+                                                    encoding="utf-8")
+    (tmp_path / "rapport.md").write_text("Mon   Rapport\n\nÉcrit  par moi.", encoding="utf-8")
+    docs = student_documents(tmp_path)
+    assert "01_lora_layer" not in docs and docs["02_lora_wrapper"] == "x = 1\ny = x + 1\n"
+    assert docs["rapport"] == "mon rapport écrit par moi."
