@@ -6,6 +6,7 @@
   merge     merge shard folders (e.g. from a Slurm array) into one grades.csv
   export    rewrite grades.csv from the results of a grading folder
   feedback  pack each student's feedback HTML into one zip per student, ready to hand back
+  similarity  flag pairs of submissions that are unusually close (copies): similarity.csv/.html
   demo      build the release, grade the bundled example submissions offline, print the table
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from autograder.build.course import RELEASE_DIR, generate_release
 from autograder.grade.results import GradeOptions
+from autograder.review.similarity import SimilarityOptions
 
 DEFAULT_OUT = Path("grading")
 
@@ -45,12 +47,26 @@ def _options(args: argparse.Namespace) -> GradeOptions:
     return GradeOptions(**values)
 
 
-def _print_run(out: Path, summary=None) -> int:
+def _class_similarity(out: Path, args: argparse.Namespace) -> str | None:
+    """Compare the class's staged submissions (unless --no-similarity, or one shard of many:
+    then `python -m autograder similarity` runs once on the whole class)."""
+    from autograder.grade.runner import parse_shard
+    from autograder.review.similarity import similarity_report
+
+    if args.no_similarity or parse_shard(getattr(args, "shard", None))[1] > 1:
+        return None
+    options = SimilarityOptions(threshold=args.similarity_threshold)
+    return similarity_report(out / "staging", out, options).summary_line()
+
+
+def _print_run(out: Path, summary=None, similarity: str | None = None) -> int:
     from autograder.grade.table import merge_results, summary_text
 
     table = merge_results(out)
     print(summary_text(table))
     print(f"\ngrades: {out / 'grades.csv'}   feedback: {out / 'feedback'}")
+    if similarity:
+        print(similarity)
     if summary is not None:
         if summary.skipped:
             print(f"already graded, unchanged (skipped): {len(summary.skipped)}")
@@ -72,7 +88,8 @@ def _grade(args: argparse.Namespace) -> int:
     summary = grade_submissions(args.submissions, args.out, jobs=args.jobs,
                                 options=_options(args), id_pattern=args.id_pattern,
                                 shard=args.shard, force=args.force)
-    return _print_run(args.out.resolve(), summary)
+    out = args.out.resolve()
+    return _print_run(out, summary, _class_similarity(out, args))
 
 
 def _merge(args: argparse.Namespace) -> int:
@@ -121,7 +138,17 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"example submission: {folder.name}")
         summary = grade_submissions(submissions, out, jobs=args.jobs, options=_options(args),
                                     force=True)
-    return _print_run(out, summary)
+    return _print_run(out, summary, _class_similarity(out, args))
+
+
+def _similarity(args: argparse.Namespace) -> int:
+    from autograder.review.similarity import similarity_from_submissions
+
+    options = SimilarityOptions(threshold=args.threshold, min_z=args.min_z)
+    result = similarity_from_submissions(args.submissions, args.out, options, args.id_pattern)
+    print(result.summary_line())
+    print(f"scores: {result.csv_path}   report: {result.html_path}")
+    return 0
 
 
 def _check_report(args: argparse.Namespace) -> int:
@@ -144,6 +171,12 @@ def _add_grading_options(parser: argparse.ArgumentParser, out: Path = DEFAULT_OU
                         help=f"memory limit per kernel, 0 for none (default {defaults.memory_gb})")
     parser.add_argument("--allow-network", action="store_true",
                         help="let student code use the network (default: cut off where possible)")
+    parser.add_argument("--no-similarity", dest="no_similarity", action="store_true",
+                        help="skip the class similarity report (similarity.csv/.html)")
+    parser.add_argument("--similarity-threshold", dest="similarity_threshold", type=float,
+                        default=SimilarityOptions().threshold,
+                        help="overall score from which an unusual pair is flagged (default "
+                             "%(default)s; see the similarity command)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,6 +221,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="grade the example submissions offline")
     _add_grading_options(demo, out=Path("grading-demo"))
     demo.set_defaults(run=_demo)
+
+    defaults = SimilarityOptions()
+    similarity = commands.add_parser(
+        "similarity", help="flag pairs of submissions unusually close to each other",
+        description="Compare every submission with every other and with the reference solution "
+                    "(exercise code, written answers, rapport.md; the release's own text "
+                    "excluded) and write similarity.csv and similarity.html.")
+    similarity.add_argument("submissions", type=Path,
+                            help="folder with one sub-folder or zip per student, or an LMS zip")
+    similarity.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                            help=f"output folder (default: ./{DEFAULT_OUT})")
+    similarity.add_argument("--threshold", type=float, default=defaults.threshold,
+                            help="overall score from which a pair can be flagged "
+                                 f"(default {defaults.threshold})")
+    similarity.add_argument("--min-z", dest="min_z", type=float, default=defaults.min_z,
+                            help="how far above the class a flagged pair must be: robust "
+                                 "standard deviations above the class's median, averaged over "
+                                 f"documents (default {defaults.min_z})")
+    similarity.add_argument("--id-pattern", dest="id_pattern",
+                            help="regex with a group (?P<id>...) finding the student id in "
+                                 "zip paths")
+    similarity.set_defaults(run=_similarity)
 
     report = commands.add_parser(
         "check-report", help="check rapport.md against the template and the notebooks' outputs",

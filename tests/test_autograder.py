@@ -282,6 +282,12 @@ def test_exit_code_and_outputs(graded):
     assert set(report.drop(["complete", "invented_number"])["report_complete"]) == {"no"}
     feedback = (out / "feedback" / "invented_number" / "rapport.html").read_text()
     assert "Q3" in feedback and "1,332,738" in feedback
+    # grade compares the class too: the two hand-ins that differ by one number are flagged
+    similarity = pd.read_csv(out / "similarity.csv")
+    flagged = {frozenset(pair) for pair in
+               similarity.loc[similarity["flagged"], ["student_a", "student_b"]].values.tolist()}
+    assert frozenset(("complete", "invented_number")) in flagged
+    assert (out / "similarity.html").is_file()
 
 
 @pytest.mark.slow

@@ -1,0 +1,1 @@
+"""What the instructor reviews after autograding: copied submissions (similarity)."""
