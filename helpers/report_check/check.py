@@ -10,10 +10,12 @@ from pathlib import Path
 
 from helpers.paths import REPO_ROOT
 from helpers.report_check import render
+from helpers.report_check.facts import read_history
 from helpers.report_check.findings import (HEADER, IMAGE, INCOMPLETE, MISSING_REPORT,
-                                           MISSING_SECTION, NUMBER, REPORT_NAME, Finding)
+                                           MISSING_SECTION, NUMBER, REPORT_NAME, Derived,
+                                           Finding)
 from helpers.report_check.images import figure_count_findings, image_findings
-from helpers.report_check.matching import Printed, number_findings
+from helpers.report_check.matching import Outputs, number_findings
 from helpers.report_check.outputs import notebook_texts
 from helpers.report_check.sections import (HEADER_SECTION, Part, Template, answer_findings,
                                            header_findings, is_placeholder, placeholder_left,
@@ -28,10 +30,12 @@ GPT2_SIZES = (50_257, 38_597_376, 786_432, 7_087_872, 110_592)
 
 @dataclass
 class ReportCheck:
-    """Every finding about one submission's report, in the report's order."""
+    """Every finding about one submission's report, in the report's order, and the numbers
+    that only values derived from the outputs back (`derived`, for the instructor)."""
 
     folder: Path
     findings: list[Finding] = field(default_factory=list)
+    derived: list[Derived] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -57,9 +61,10 @@ class ReportCheck:
                 "report_findings": len(self.findings),
                 "report_unmatched_numbers": len(self.unmatched_numbers)}
 
-    def to_markdown(self) -> str:
-        """What to fix, as markdown (also what `check-report` prints)."""
-        return render.to_markdown(self)
+    def to_markdown(self, instructor: bool = False) -> str:
+        """What to fix, as markdown (what the CLI prints); `instructor` adds the derived
+        numbers."""
+        return render.to_markdown(self, instructor)
 
     def to_html(self) -> str:
         """What to fix, as a standalone HTML page for the student's feedback."""
@@ -83,29 +88,31 @@ def check_report(folder: Path, template: Path = TEMPLATE_PATH) -> ReportCheck:
         return ReportCheck(folder, [Finding(REPORT_NAME, MISSING_REPORT, missing)])
     start, parts = report_parts(read_markdown(report), spec)
     texts, notebook_findings = notebook_texts(folder)
-    printed = Printed([*texts, spec.text], GPT2_SIZES)
-    findings = image_findings(start.title, start.lines, folder)
+    outputs = Outputs.read(texts, [spec.text], GPT2_SIZES, read_history(folder))
+    check = ReportCheck(folder, image_findings(start.title, start.lines, folder))
     if any(map(is_placeholder, start.lines)):
-        findings.append(placeholder_left(start.title))
+        check.findings.append(placeholder_left(start.title))
     for section in spec.parts:
-        findings += _section_findings(section, parts.get(section.id), spec, printed, folder)
-    findings += figure_count_findings(spec, [start, *parts.values()])
-    return ReportCheck(folder, findings + notebook_findings)
+        _check_section(check, section, parts.get(section.id), spec, outputs)
+    check.findings += figure_count_findings(spec, [start, *parts.values()])
+    check.findings += notebook_findings
+    return check
 
 
-def _section_findings(section: Part, part: Part | None, spec: Template, printed: Printed,
-                      folder: Path) -> list[Finding]:
-    """Findings about one template section and the report's part that answers it."""
-    findings = []
+def _check_section(check: ReportCheck, section: Part, part: Part | None, spec: Template,
+                   outputs: Outputs) -> None:
+    """Add the findings about one template section and the report's part that answers it."""
+    findings = check.findings
     if part is not None:
         findings += answer_findings(section, part, spec)
-        findings += image_findings(section.title, part.lines, folder)
+        findings += image_findings(section.title, part.lines, check.folder)
         if section.key.startswith(NUMBER_SECTIONS):
-            findings += number_findings(section.title, spec.answer_lines(part), printed)
+            unmatched, derived = number_findings(section.title, spec.answer_lines(part), outputs)
+            findings += unmatched
+            check.derived += derived
     elif any(map(is_placeholder, section.lines)):
         findings.append(Finding(section.title, MISSING_SECTION,
                                 "gardez le titre du modèle et répondez dessous / "
                                 "keep the template's heading and answer below it"))
     if HEADER_SECTION in section.key:
         findings += header_findings(section.title, part)
-    return findings

@@ -15,11 +15,13 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Check rapport.md before handing it in.")
     parser.add_argument("path", type=Path, nargs="?", default=Path("."),
                         help="folder holding rapport.md, img/ and the notebooks (default: .)")
+    parser.add_argument("--instructor", action="store_true",
+                        help="also list the numbers backed only by values derived from outputs")
     args = parser.parse_args(argv)
     if not args.path.is_dir():
         print(f"{args.path} is not a folder: give the folder that holds rapport.md.",
               file=sys.stderr)
         return 2
     check = check_report(args.path)
-    print(check.to_markdown())
+    print(check.to_markdown(instructor=args.instructor))
     return 0 if not check.findings else 1

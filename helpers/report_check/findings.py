@@ -9,6 +9,9 @@
   case counts), or not a readable PNG/JPEG; or fewer figures than the template links;
 - `number`: a number quoted in Q2-Q5 or section 6 that the notebooks' outputs do not back;
 - `notebook`: a notebook missing, unreadable or never executed.
+
+A number that only a value derived from the outputs backs is no finding: it is a `Derived`
+note, for the instructor.
 """
 
 from __future__ import annotations
@@ -46,3 +49,17 @@ class Finding:
     kind: str
     detail: str
     value: str = ""
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A quoted number that a combination of outputs backs, not a printed one."""
+
+    section: str
+    value: str                     # as quoted
+    sources: tuple[str, ...]       # the printed numbers (or the history file) it comes from
+    how: str
+
+    def describe(self) -> str:
+        return (f"« {self.value} » dérivé de / derived from {' and '.join(self.sources)} "
+                f"({self.how})")

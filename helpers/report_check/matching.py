@@ -1,62 +1,158 @@
-"""Matching the numbers a report quotes against the numbers the notebooks printed."""
+"""Matching the numbers a report quotes against what the notebooks' outputs imply.
+
+A quoted number matches a value when it equals that value rounded to the quoted decimals (both
+ways of rounding a half accepted): 0,81 % for 0.8074, 95,7 % for 95.67 %. A quoted percentage
+may also be an output fraction times 100 (96 % for 0.9567), a quoted plain number an output
+percentage over 100 (0.9567 for 95.67 %). Units change the scale: `2,7 min` is 162 s ± 3 s;
+`1,3 M` is 1,300,000 ± 50,000, and counts in `k` or `M` may also be truncated (1,32 M for
+1,327,104). After a bound word the quoted number is the value rounded up (`moins de 7 minutes`
+for 6.5 min) or down (`plus de 99 %` for 99.19 %). A value read off a curve matches within the
+curve's resolution when the quoted digits are no finer than a tenth of it.
+
+Printed values are tried first, then the derived ones (helpers.report_check.facts): a number
+that only a derived value backs is noted for the instructor, with what it was derived from.
+"""
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Iterable
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 
-from helpers.report_check.findings import NUMBER, Finding
+from helpers.report_check.facts import (Fact, curve_facts, derived_facts, position_facts,
+                                        printed_facts)
+from helpers.report_check.findings import NUMBER, Derived, Finding
 from helpers.report_check.numbers import (FACTORS, Number, is_calculation, is_result, numbers,
                                           plain, snippet)
 from helpers.report_check.sections import norm
 
-
-class Printed:
-    """The numbers a student's notebooks printed, searchable within a tolerance."""
-
-    def __init__(self, texts: Iterable[str], extra: Iterable[int] = ()) -> None:
-        plain_values, as_percent, as_fraction = set(map(Decimal, extra)), set(), set()
-        for text in texts:
-            for number in numbers(text):
-                for value, _ in number.readings:
-                    plain_values.add(value)
-                    if number.unit == "%":
-                        as_fraction.add(value / 100)
-                    else:
-                        as_percent.add(value * 100)
-        self._plain, self._as_percent, self._as_fraction = (
-            sorted(plain_values), sorted(as_percent), sorted(as_fraction))
-
-    @staticmethod
-    def _near(values: list[Decimal], value: Decimal, tolerance: Decimal) -> bool:
-        i = bisect_left(values, value - tolerance)
-        return i < len(values) and values[i] <= value + tolerance
-
-    def has(self, value: Decimal, tolerance: Decimal, percent: bool) -> bool:
-        other = self._as_percent if percent else self._as_fraction
-        return self._near(self._plain, value, tolerance) or self._near(other, value, tolerance)
+_TRUNCATED_UNITS = ("M", "k")
 
 
-def _unmatched(line: str, number: Number, printed: Printed) -> bool:
-    if is_calculation(line, number):
-        return False
-    if not all(is_result(value, decimals, number.unit) for value, decimals in number.readings):
-        return False
+@dataclass(frozen=True)
+class Outputs:
+    """What a submission's outputs back: printed values, derived ones, its training history."""
+
+    printed: list[Fact]
+    derived: list[Fact]
+    history: dict | None
+
+    @classmethod
+    def read(cls, texts: list[str], also_printed: list[str], extra: tuple[int, ...],
+             history: dict | None) -> Outputs:
+        """From the notebooks' `texts`; `also_printed` and `extra` back numbers as printed."""
+        derived = derived_facts(texts) + (curve_facts(history) if history else [])
+        return cls(_distinct(printed_facts([*texts, *also_printed], extra)), _distinct(derived),
+                   history)
+
+    def facts(self, line: str) -> Iterator[Fact]:
+        """Every value that backs a number of `line`: the printed ones first."""
+        yield from self.printed
+        yield from self.derived
+        if self.history:
+            yield from position_facts(self.history, line)
+
+
+def _distinct(facts: list[Fact]) -> list[Fact]:
+    """The first fact of each value and unit."""
+    return list({(f.value, f.unit, f.resolution): f for f in reversed(facts)}.values())[::-1]
+
+
+def _scales(fact: Fact, unit: str) -> Iterator[tuple[Decimal, Decimal]]:
+    """(value, resolution) of `fact` for a number quoted in `unit`: a percentage may be a
+    fraction times 100 and the other way round; a derived value keeps to its kind (a duration
+    for a duration only)."""
+    if fact.sources and (fact.unit == "s") != (unit in ("s", "min")):
+        return
+    yield fact.value, fact.resolution
+    if unit == "%" and fact.unit != "%":
+        yield fact.value * 100, fact.resolution * 100
+    if unit != "%" and fact.unit == "%":
+        yield fact.value / 100, fact.resolution / 100
+
+
+def _fits(value: Decimal, resolution: Decimal, quoted: Decimal, step: Decimal,
+          number: Number) -> bool:
+    """Whether `quoted`, given to `step`, says `value` (see the module docstring)."""
+    if number.bound == "<":
+        return quoted - step < value <= quoted
+    if number.bound == ">":
+        return quoted <= value < quoted + step
+    tolerance = max(step / 2, resolution) if step >= resolution / 10 else step / 2
+    if abs(value - quoted) <= tolerance:
+        return True
+    return number.unit in _TRUNCATED_UNITS and quoted <= value < quoted + step
+
+
+def _readings(number: Number) -> Iterator[tuple[Decimal, Decimal]]:
+    """(value, step) of each reading of `number`, in the outputs' units."""
     factor = FACTORS.get(number.unit, Decimal(1))
-    return not any(printed.has(value * factor, Decimal(5).scaleb(-decimals - 1) * factor,
-                               number.unit == "%")
-                   for value, decimals in number.readings)
+    for value, decimals in number.readings:
+        yield value * factor, Decimal(1).scaleb(-decimals) * factor
 
 
-def number_findings(title: str, lines: list[str], printed: Printed) -> list[Finding]:
-    """One finding per distinct number of `lines` that claims a result no output backs."""
+def match(number: Number, facts: Iterator[Fact]) -> Fact | None:
+    """The first fact that backs `number`, or None."""
+    readings = list(_readings(number))
+    for fact in facts:
+        for value, resolution in _scales(fact, number.unit):
+            if any(_fits(value, resolution, quoted, step, number) for quoted, step in readings):
+                return fact
+    return None
+
+
+def _like(number: Number, value: Decimal) -> str:
+    """`value` (in the outputs' units) written the way `number` is, at its precision."""
+    decimals = max(number.readings[0][1], 0)
+    digits, unit = number.text[:number.end - number.start], number.text[number.end - number.start:]
+    shown = f"{value / FACTORS.get(number.unit, Decimal(1)):,.{decimals}f}"
+    if decimals and "," in digits and "." not in digits:
+        return shown.replace(",", " ").replace(".", ",") + unit
+    if not decimals:
+        return shown.replace(",", re.sub(r"\d", "", digits)[:1]) + unit
+    return shown + unit
+
+
+def closest(number: Number, facts: Iterator[Fact]) -> str:
+    """What the number could have been: the nearest value the outputs back."""
+    quoted, _ = next(_readings(number))
+    best: tuple[Decimal, Fact, Decimal] | None = None
+    for fact in facts:
+        for value, _ in _scales(fact, number.unit):
+            distance = abs(value - quoted)
+            if best is None or distance < best[0]:
+                best = distance, fact, value
+    if best is None:
+        return ""
+    _, fact, value = best
+    kind = "dérivé / derived" if fact.sources else "affiché / printed"
+    return f"plus proche {kind}: {fact.how} ({_like(number, value)})"
+
+
+def _checked(line: str, number: Number) -> bool:
+    """Whether `number` claims a result (not a calculation, not a small integer)."""
+    return not is_calculation(line, number) and all(
+        is_result(value, decimals, number.unit) for value, decimals in number.readings)
+
+
+def number_findings(title: str, lines: list[str],
+                    outputs: Outputs) -> tuple[list[Finding], list[Derived]]:
+    """Findings for the numbers of `lines` no output backs, and notes for the derived ones."""
     findings: dict[str, Finding] = {}
+    derived: dict[str, Derived] = {}
     for line in map(plain, lines):
         for number in numbers(line):
             text = norm(number.text)
-            if text not in findings and _unmatched(line, number, printed):
+            if text in findings or text in derived or not _checked(line, number):
+                continue
+            fact = match(number, outputs.facts(line))
+            if fact is None:
+                hint = closest(number, outputs.facts(line))
                 findings[text] = Finding(
                     title, NUMBER, f"« {text} » n'est dans aucune sortie de vos notebooks / "
-                    f"is in no output of your notebooks — « {snippet(line, number)} »", text)
-    return list(findings.values())
+                    f"is in no output of your notebooks — « {snippet(line, number)} »"
+                    + (f" — {hint}" if hint else ""), text)
+            elif fact.sources:
+                derived[text] = Derived(title, text, fact.sources, fact.how)
+    return list(findings.values()), list(derived.values())

@@ -5,6 +5,9 @@ decimal comma or point (`1,327` reads as 1327 or 1.327), an exponent (`5e-4`), a
 `%`, seconds (`s`, `sec`, `secondes`), minutes, `k`, `M` (`million`). Numbers inside names and
 versions (`Q2`, `bf16`, `2.13.0`) are not numbers.
 
+A bound word just before a number makes it a bound: `moins de 7 minutes`, `less than`,
+`under`, `sous` (an upper bound), `plus de 99 %`, `more than`, `over`, `at least` (a lower one).
+
 A quoted number claims a result when it is a percentage, a duration, a decimal, an integer
 from RESULT_MIN up or a decimal count of `k` or `M`; not when it is an operand or the result of
 a calculation written out in the line (`4 × 8 × (768 + 768)`, `16/8`, `= 110 592`).
@@ -37,6 +40,11 @@ _OPERATOR = r"[+\u2212×÷·⋅/]|\\times|\\cdot|\\div"
 _OPERAND_BEFORE = re.compile(rf"(?:{_OPERATOR}|[\d)]\s*[-*xX])[\s($]*$")
 _OPERAND_AFTER = re.compile(rf"^[\s)$]*(?:{_OPERATOR}|[-*xX]\s*[\d(])")
 _RESULT_BEFORE = re.compile(r"[\d)][\s)$]*(?:=|≈|\\approx)[\s$]*$")
+_BELOW = re.compile(r"(?:\bmoins\s+d[e'’]|\bless\s+than|\bfewer\s+than|\bunder|\bbelow|\bsous"
+                    r"|\ben\s+dessous\s+d[e'’]|\binférieure?s?\s+à|\bau\s+plus|\bat\s+most|<|≤)"
+                    r"\s*$", re.IGNORECASE)
+_ABOVE = re.compile(r"(?:\bplus\s+d[e'’]|\bmore\s+than|\bover|\babove|\bau[\s-]delà\s+d[e'’]"
+                    r"|\bsupérieure?s?\s+à|\bau\s+moins|\bat\s+least|>|≥)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,7 @@ class Number:
     end: int                                  # end of the digits, before the unit
     readings: tuple[tuple[Decimal, int], ...]  # (value, decimals); "1,327" has two
     unit: str                                 # "%", "s", "min", "M", "k" or ""
+    bound: str = ""                           # "<" after "less than", ">" after "more than"
 
 
 def numbers(text: str) -> Iterator[Number]:
@@ -66,7 +75,9 @@ def numbers(text: str) -> Iterator[Number]:
             readings.append((Decimal(m["int"].replace(",", ".")), 3))
         end = m.end() + (unit.end() if unit else 0)
         name = _UNIT_NAMES.get(unit[1], "s") if unit else ""
-        yield Number(text[m.start():end], m.start(), m.end(), tuple(readings), name)
+        before = text[:m.start()]
+        bound = "<" if _BELOW.search(before) else ">" if _ABOVE.search(before) else ""
+        yield Number(text[m.start():end], m.start(), m.end(), tuple(readings), name, bound)
 
 
 def is_result(value: Decimal, decimals: int, unit: str) -> bool:

@@ -1,4 +1,4 @@
-"""A report check as the student reads it: markdown (what the CLI prints) and an HTML page."""
+"""A report check as text: markdown (what the CLI prints) and an HTML page (the feedback)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def _overview(check: ReportCheck) -> list[str]:
             f"{len(check.unmatched_numbers)}"]
 
 
-def to_markdown(check: ReportCheck) -> str:
-    """What to fix, as markdown."""
+def to_markdown(check: ReportCheck, instructor: bool = False) -> str:
+    """What to fix, as markdown; `instructor` adds the numbers derived from the outputs."""
     lines = [f"# Vérification de {REPORT_NAME} / report check", ""]
     lines += [f"- {item}" for item in _overview(check)]
     if not check.findings:
@@ -42,6 +42,9 @@ def to_markdown(check: ReportCheck) -> str:
         lines += [f"- **{LABELS[f.kind]}** : {f.detail}" for f in findings]
     if check.unmatched_numbers:
         lines += ["", NUMBER_HINT]
+    if instructor and check.derived:
+        lines += ["", "## Nombres dérivés des sorties / numbers derived from the outputs", ""]
+        lines += [f"- {d.section} : {d.describe()}" for d in check.derived]
     return "\n".join(lines) + "\n"
 
 
