@@ -100,7 +100,7 @@ def _read_off(value: Decimal, what: str, resolution: Decimal, unit: str = "") ->
 
 def derived_facts(texts: Iterable[str]) -> list[Fact]:
     """Complements, accuracy gaps, count differences and ratios, epoch totals (see above)."""
-    percents, accuracies, counts, seconds = {}, {}, {}, {}
+    shares, accuracies, counts, seconds = {}, {}, {}, {}
     for line, printed in _printed(texts):
         value, text = printed.value, printed.number.text
         fraction = not printed.percent and 0 < value < 1 and printed.number.readings[0][1] > 0
@@ -108,7 +108,8 @@ def derived_facts(texts: Iterable[str]) -> list[Fact]:
         accuracy = bool(_ACCURACY.search(printed.label))
         if (printed.percent or fraction) and (accuracy or _PROBABILITY.search(line)
                                               or (printed.percent and _COUNT_LINE.search(line))):
-            percents.setdefault(scaled, text)
+            whole, unit = (Decimal(100), "%") if printed.percent else (Decimal(1), "")
+            shares.setdefault((whole - value, unit), text)
             if accuracy:
                 accuracies.setdefault(scaled, text)
         elif (not printed.number.unit and value >= RESULT_MIN and _COUNT_LINE.search(line)
@@ -116,7 +117,8 @@ def derived_facts(texts: Iterable[str]) -> list[Fact]:
             counts.setdefault(value, text)
         elif printed.number.unit == "s" and (epoch := _EPOCH_LINE.match(line)):
             seconds[epoch[1]] = (value, text)
-    facts = [Fact(100 - p, "%", f"100 − {text}", (text,)) for p, text in percents.items()]
+    facts = [Fact(rest, unit, f"{'100' if unit else '1'} − {text}", (text,))
+             for (rest, unit), text in shares.items()]
     for (a, a_text), (b, b_text) in combinations(sorted(accuracies.items()), 2):
         facts.append(_combined(b - a, "%", (b_text, a_text), "−"))
     for (a, a_text), (b, b_text) in combinations(sorted(counts.items()), 2):

@@ -60,15 +60,16 @@ def _distinct(facts: list[Fact]) -> list[Fact]:
 
 
 def _scales(fact: Fact, unit: str) -> Iterator[tuple[Decimal, Decimal]]:
-    """(value, resolution) of `fact` for a number quoted in `unit`: a percentage may be a
-    fraction times 100 and the other way round; a derived value keeps to its kind (a duration
-    for a duration only)."""
-    if fact.sources and (fact.unit == "s") != (unit in ("s", "min")):
+    """(value, resolution) of `fact` for a number quoted in `unit`. A duration needs a value
+    printed in seconds; a percentage may be a fraction times 100, a plain number a printed
+    percentage over 100; a derived duration or percentage keeps to its kind."""
+    duration = unit in ("s", "min")
+    if (duration and fact.unit != "s") or (fact.sources and fact.unit == "s" and not duration):
         return
     yield fact.value, fact.resolution
     if unit == "%" and fact.unit != "%":
         yield fact.value * 100, fact.resolution * 100
-    if unit != "%" and fact.unit == "%":
+    if unit != "%" and fact.unit == "%" and not fact.sources:
         yield fact.value / 100, fact.resolution / 100
 
 
