@@ -6,7 +6,8 @@ that an invented number stays unmatched:
 
 - the complement to 100 of a share: an accuracy, a class probability (either as a percentage or
   a fraction) or a percentage of parameters: 99.19 % frozen for `trainable%: 0.8074`;
-- the difference of two accuracies, in points: the gap between train and test;
+- the difference of two final accuracies (the last printed for train, validation and test),
+  in points: the gap between train and test;
 - the difference and the ratio of two parameter counts (the integers of the parameter
   summaries): the total lost with the old head, "124 times fewer";
 - the total and the mean of the epoch durations (seconds on lines starting `epoch N:`);
@@ -34,6 +35,7 @@ ACCURACY_SPAN = Decimal("1.02")               # height of the accuracy plot (0 t
 
 _PROGRESS = re.compile(r"\s*%\|")              # "100%|████|": a progress bar, not a result
 _ACCURACY = re.compile(r"acc|précision", re.IGNORECASE)
+_SPLIT = re.compile(r"\b(train|val|test)", re.IGNORECASE)
 _PROBABILITY = re.compile(r"\b(?:ham|spam|prob\w*|confi\w*)\b", re.IGNORECASE)
 _COUNT_LINE = re.compile(r"param|trainable", re.IGNORECASE)
 _EPOCH_LINE = re.compile(r"\s*epoch (\d+):", re.IGNORECASE)
@@ -110,8 +112,8 @@ def derived_facts(texts: Iterable[str]) -> list[Fact]:
                                               or (printed.percent and _COUNT_LINE.search(line))):
             whole, unit = (Decimal(100), "%") if printed.percent else (Decimal(1), "")
             shares.setdefault((whole - value, unit), text)
-            if accuracy:
-                accuracies.setdefault(scaled, text)
+            if accuracy and (split := _SPLIT.search(printed.label)):
+                accuracies[split[1].casefold()] = scaled, text   # the last one printed
         elif (not printed.number.unit and value >= RESULT_MIN and _COUNT_LINE.search(line)
               and printed.number.readings[0][1] == 0):
             counts.setdefault(value, text)
@@ -119,7 +121,7 @@ def derived_facts(texts: Iterable[str]) -> list[Fact]:
             seconds[epoch[1]] = (value, text)
     facts = [Fact(rest, unit, f"{'100' if unit else '1'} − {text}", (text,))
              for (rest, unit), text in shares.items()]
-    for (a, a_text), (b, b_text) in combinations(sorted(accuracies.items()), 2):
+    for (a, a_text), (b, b_text) in combinations(sorted(accuracies.values()), 2):
         facts.append(_combined(b - a, "%", (b_text, a_text), "−"))
     for (a, a_text), (b, b_text) in combinations(sorted(counts.items()), 2):
         facts += [_combined(b - a, "", (b_text, a_text), "−"),

@@ -116,19 +116,23 @@ def _like(number: Number, value: Decimal) -> str:
 
 
 def closest(number: Number, facts: Iterator[Fact]) -> str:
-    """What the number could have been: the nearest value the outputs back."""
+    """What the number could have been: the nearest printed value, and the nearest derived
+    one when it is nearer still."""
     quoted, _ = next(_readings(number))
-    best: tuple[Decimal, Fact, Decimal] | None = None
+    best: dict[bool, tuple[Decimal, Fact, Decimal]] = {}
     for fact in facts:
         for value, _ in _scales(fact, number.unit):
-            distance = abs(value - quoted)
-            if best is None or distance < best[0]:
-                best = distance, fact, value
-    if best is None:
-        return ""
-    _, fact, value = best
-    kind = "dérivé / derived" if fact.sources else "affiché / printed"
-    return f"plus proche {kind}: {fact.how} ({_like(number, value)})"
+            derived, distance = bool(fact.sources), abs(value - quoted)
+            if derived not in best or distance < best[derived][0]:
+                best[derived] = distance, fact, value
+    hints = []
+    for derived, label in ((False, "le plus proche affiché / closest printed"),
+                           (True, "dérivé / derived")):
+        if derived in best and (not hints or best[True][0] < best[False][0]):
+            _, fact, value = best[derived]
+            shown = _like(number, value)
+            hints.append(f"{label}: {fact.how}" + (f" ({shown})" if shown != fact.how else ""))
+    return " ; ".join(hints)
 
 
 def _checked(line: str, number: Number) -> bool:
