@@ -11,6 +11,12 @@ checked with `check_report`.
 Counted per number: a flagged number is a true positive when it was invented, a false positive
 otherwise; an invented number not flagged is a false negative.
 
+Then, so that recall is not only measured on a few hand-written numbers: wrong numbers near each
+run's true results (accuracies a few tenths to a few points off, losses 20-50 % off, epoch
+times and totals, parameter counts off by a few thousand or a few percent), each quoted the
+way a report would, and the share of them that the printed values alone, and the printed and
+derived values together, would let through.
+
     python -m benchmarks.report_check_precision [--show]
 """
 
@@ -29,7 +35,9 @@ from PIL import Image
 
 from autograder.examples import fill_report_template
 from helpers.paths import LAB_NOTEBOOKS
-from helpers.report_check import ReportCheck, check_report
+from helpers.report_check import GPT2_SIZES, TEMPLATE_PATH, ReportCheck, check_report
+from helpers.report_check.matching import Outputs, match
+from helpers.report_check.numbers import numbers
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "reports"
 SECTIONS = ("Q2", "Q3", "Q4", "Q5", "6")
@@ -104,7 +112,7 @@ def build_submission(case: Case, folder: Path) -> Path:
     report = fill_report_template([
         "Martin, Camille", "21904512", environment,
         "`B` nul : la branche LoRA ajoute zéro au départ ; `alpha / rank` règle son échelle.",
-        "Le wrapper partage les poids de la couche d'origine : pas de copie ni de mémoire en plus.",
+        "Le wrapper partage les poids de la couche d'origine : ni copie ni mémoire en plus.",
         "Les `nn.Linear` sont devenus des `LinearWithLoRA` ; comme B = 0, mêmes sorties.",
         answers["Q2"], answers["Q3"], answers["Q4"], answers["Q5"], answers["6"],
         "LoRA entraîne une petite partie des paramètres ; limite : le temps d'entraînement."])
@@ -146,6 +154,55 @@ class Score:
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
 
 
+def _history(run: str) -> dict:
+    return json.loads((CASES_DIR / "runs" / run / "history.json").read_text(encoding="utf-8"))
+
+
+def _outputs(run: str) -> Outputs:
+    """What a run's notebooks back, as the check reads it."""
+    cells = json.loads((CASES_DIR / "runs" / run / "outputs.json").read_text(encoding="utf-8"))
+    texts = [text for nb in cells.values() for source, printed, is_test in nb
+             for text in ([printed] if is_test else [printed, source])]
+    template = TEMPLATE_PATH.read_text(encoding="utf-8")
+    return Outputs.read(texts, [template], GPT2_SIZES, _history(run))
+
+
+def _fr(value: float, decimals: int, unit: str) -> str:
+    return f"{value:.{decimals}f}".replace(".", ",") + unit
+
+
+def wrong_numbers(run: str) -> list[str]:
+    """Sentences quoting numbers near the run's true results, none of them right."""
+    history = _history(run)
+    sentences = []
+    for acc in (history["train_acc"][-1], history["val_acc"][-1], history["val_acc"][0]):
+        for off in (-3.49, -2.03, -1.21, -0.73, -0.37, 0.37, 0.73, 1.21, 2.03, 3.49):
+            sentences += [f"précision {_fr(acc * 100 + off, 2, ' %')}",
+                          f"précision {_fr(acc * 100 + off * 0.9, 1, ' %')}"]
+    for loss in (history["train_loss"][-1], history["val_loss"][-1], history["batch_loss"][0]):
+        sentences += [f"perte {_fr(loss * f, 2, '')}" for f in (0.5, 0.6, 0.8, 1.25, 1.5, 2)]
+    seconds = history["epoch_seconds"]
+    for duration in (seconds[0], sum(seconds) / len(seconds)):
+        sentences += [f"une époque dure {_fr(duration * f, 1, ' s')}" for f in (0.5, 0.8, 1.2, 2)]
+    sentences += [f"en tout {_fr(sum(seconds) * f / 60, 1, ' min')}" for f in (0.5, 0.75, 1.5)]
+    for count in (1_327_104, 1_328_642, 125_768_450):
+        sentences += [f"{count + off:,} paramètres" for off in (-4096, -1024, 1024, 4096, 12288)]
+        sentences += [f"{_fr(count * f / 1e6, 2, ' M')} paramètres" for f in (0.9, 1.05, 1.2)]
+    return sentences
+
+
+def leak_rates(run: str) -> tuple[int, int, int]:
+    """(wrong numbers, let through by the printed values, by printed and derived values)."""
+    outputs = _outputs(run)
+    sentences = wrong_numbers(run)
+    printed = derived = 0
+    for sentence in sentences:
+        number = next(numbers(sentence))
+        printed += match(number, iter(outputs.printed)) is not None
+        derived += match(number, outputs.facts(sentence)) is not None
+    return len(sentences), printed, derived
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show", action="store_true",
@@ -172,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"precision {score.precision:.1%} ({score.tp} of {score.tp + score.fp} flagged numbers "
           f"invented), recall {score.recall:.1%} ({score.tp} of {score.tp + score.fn} invented "
           "numbers flagged)")
+    print("\nwrong numbers near the true results, let through (a lower share is better):")
+    for run in sorted({case.run for case in cases}):
+        total, printed, derived = leak_rates(run)
+        print(f"  run {run}: {total} wrong numbers; by the printed values alone "
+              f"{printed} ({printed / total:.1%}), with the derived forms {derived} "
+              f"({derived / total:.1%})")
     return 0
 
 

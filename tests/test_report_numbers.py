@@ -135,7 +135,8 @@ def test_progress_bar_percentages_back_no_number(tmp_path):
     path = folder / "05_training.ipynb"
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("train()", outputs=[nbformat.v4.new_output(
-        "stream", name="stderr", text="epoch 1/3:  83%|████████▎ | 109/131 [02:15<00:27]")]))
+        "stream", name="stderr",
+        text="epoch 1/3:  83%|████████▎ | 109/131 [02:15<00:27]")]))
     nbformat.write(nb, path)
     assert flagged(check_report(folder)) == ["83 %"]
 

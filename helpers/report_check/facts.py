@@ -46,7 +46,7 @@ class Fact:
     """A value the outputs back: `how` is the number as printed or how it was derived."""
 
     value: Decimal
-    unit: str                      # "%" (on the 0-100 scale), "s" or ""
+    unit: str                      # "%" (on the 0-100 scale), "frac" (a share of 1), "s" or ""
     how: str
     sources: tuple[str, ...] = ()  # what a derived value comes from; () when printed
     resolution: Decimal = Decimal(0)   # a value read off a curve: how far off a reader may be
@@ -110,7 +110,7 @@ def derived_facts(texts: Iterable[str]) -> list[Fact]:
         accuracy = bool(_ACCURACY.search(printed.label))
         if (printed.percent or fraction) and (accuracy or _PROBABILITY.search(line)
                                               or (printed.percent and _COUNT_LINE.search(line))):
-            whole, unit = (Decimal(100), "%") if printed.percent else (Decimal(1), "")
+            whole, unit = (Decimal(100), "%") if printed.percent else (Decimal(1), "frac")
             shares.setdefault((whole - value, unit), text)
             if accuracy and (split := _SPLIT.search(printed.label)):
                 accuracies[split[1].casefold()] = scaled, text   # the last one printed
@@ -119,7 +119,7 @@ def derived_facts(texts: Iterable[str]) -> list[Fact]:
             counts.setdefault(value, text)
         elif printed.number.unit == "s" and (epoch := _EPOCH_LINE.match(line)):
             seconds[epoch[1]] = (value, text)
-    facts = [Fact(rest, unit, f"{'100' if unit else '1'} − {text}", (text,))
+    facts = [Fact(rest, unit, f"{'100' if unit == '%' else '1'} − {text}", (text,))
              for (rest, unit), text in shares.items()]
     for (a, a_text), (b, b_text) in combinations(sorted(accuracies.values()), 2):
         facts.append(_combined(b - a, "%", (b_text, a_text), "−"))
@@ -166,7 +166,8 @@ def curve_facts(history: dict) -> list[Fact]:
     loss_step = loss_resolution(history)
     steps = {"train_acc": ACCURACY_SPAN * RESOLUTION, "val_acc": ACCURACY_SPAN * RESOLUTION,
              "train_loss": loss_step, "val_loss": loss_step, "epoch_seconds": Decimal(0)}
-    facts = [_read_off(v, f"{name}[{i}]", step, "s" if name == "epoch_seconds" else "")
+    units = {"train_acc": "frac", "val_acc": "frac", "epoch_seconds": "s"}
+    facts = [_read_off(v, f"{name}[{i}]", step, units.get(name, ""))
              for name, step in steps.items() for i, v in enumerate(_series(history, name))]
     for name in LOSS_SERIES[:3]:
         values = _series(history, name)

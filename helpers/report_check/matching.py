@@ -60,11 +60,15 @@ def _distinct(facts: list[Fact]) -> list[Fact]:
 
 
 def _scales(fact: Fact, unit: str) -> Iterator[tuple[Decimal, Decimal]]:
-    """(value, resolution) of `fact` for a number quoted in `unit`. A duration needs a value
-    printed in seconds; a percentage may be a fraction times 100, a plain number a printed
-    percentage over 100; a derived duration or percentage keeps to its kind."""
+    """(value, resolution) of `fact` for a number quoted in `unit`. A duration needs a value in
+    seconds. A printed number may be quoted as a percentage (times 100) and a printed
+    percentage as a plain number (over 100); a derived value keeps to its kind: a derived
+    percentage or duration backs only a percentage or a duration, a derived share of 1 (an
+    accuracy of the history, a complement) also a percentage, any other only a plain number."""
     duration = unit in ("s", "min")
-    if (duration and fact.unit != "s") or (fact.sources and fact.unit == "s" and not duration):
+    if duration != (fact.unit == "s") and (duration or fact.sources):
+        return
+    if fact.sources and fact.unit in ("%", "") and (unit == "%") != (fact.unit == "%"):
         return
     yield fact.value, fact.resolution
     if unit == "%" and fact.unit != "%":

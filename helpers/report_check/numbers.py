@@ -2,8 +2,8 @@
 
 Separators `1,327,104`, `1 327 104` (also U+00A0, U+202F, U+2009, `_`, `'`), `1327104`, a
 decimal comma or point (`1,327` reads as 1327 or 1.327), an exponent (`5e-4`), and a unit:
-`%`, seconds (`s`, `sec`, `secondes`), minutes, `k`, `M` (`million`). Numbers inside names and
-versions (`Q2`, `bf16`, `2.13.0`) are not numbers.
+`%` (or percentage `points`), seconds (`s`, `sec`, `secondes`), minutes, `k`, `M`
+(`million`). Numbers inside names and versions (`Q2`, `bf16`, `2.13.0`) are not numbers.
 
 A bound word just before a number makes it a bound: `moins de 7 minutes`, `less than`,
 `under`, `sous` (an upper bound), `plus de 99 %`, `more than`, `over`, `at least` (a lower one).
@@ -31,18 +31,20 @@ _NUMBER = re.compile(
     r"|\d+)"
     r"(?:(?P<dec>[.,])(?P<frac>\d+))?"
     r"(?:[eE](?P<exp>[+\-\u2212]?\d+))?")
-_UNIT = re.compile(r"[ \u00a0\u202f]?(%|s|secs?|secondes?|seconds?|min|minutes?|M|millions?|k|K)"
+_UNIT = re.compile(r"[ \u00a0\u202f]?(%|points?|pts?|pp|s|secs?|secondes?|seconds?|min|minutes?|M"
+                   r"|millions?|k|K)"
                    r"(?![^\W\d_]|['’])")
-_UNIT_NAMES = {"%": "%", "min": "min", "minute": "min", "minutes": "min", "M": "M",
+_UNIT_NAMES = {"%": "%", "point": "%", "points": "%", "pt": "%", "pts": "%", "pp": "%",
+               "min": "min", "minute": "min", "minutes": "min", "M": "M",
                "million": "M", "millions": "M", "k": "k", "K": "k"}
 FACTORS = {"min": Decimal(60), "M": Decimal(10) ** 6, "k": Decimal(1000)}
 _OPERATOR = r"[+\u2212×÷·⋅/]|\\times|\\cdot|\\div"
 _OPERAND_BEFORE = re.compile(rf"(?:{_OPERATOR}|[\d)]\s*[-*xX])[\s($]*$")
 _OPERAND_AFTER = re.compile(rf"^[\s)$]*(?:{_OPERATOR}|[-*xX]\s*[\d(])")
 _RESULT_BEFORE = re.compile(r"[\d)][\s)$]*(?:=|≈|\\approx)[\s$]*$")
-_BELOW = re.compile(r"(?:\bmoins\s+d[e'’]|\bless\s+than|\bfewer\s+than|\bunder|\bbelow|\bsous"
-                    r"|\ben\s+dessous\s+d[e'’]|\binférieure?s?\s+à|\bau\s+plus|\bat\s+most|<|≤)"
-                    r"\s*$", re.IGNORECASE)
+_BELOW = re.compile(r"(?:\bmoins\s+d[e'’]|\bless\s+than|\bfewer\s+than|\bunder|\bbelow"
+                    r"|\bsous|\ben\s+dessous\s+d[e'’]|\binférieure?s?\s+à|\bau\s+plus|\bat\s+most"
+                    r"|<|≤)\s*$", re.IGNORECASE)
 _ABOVE = re.compile(r"(?:\bplus\s+d[e'’]|\bmore\s+than|\bover|\babove|\bau[\s-]delà\s+d[e'’]"
                     r"|\bsupérieure?s?\s+à|\bau\s+moins|\bat\s+least|>|≥)\s*$", re.IGNORECASE)
 
