@@ -210,12 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cases = load_cases()
     score = Score()
-    honest_clean = 0
+    honest_clean = honest_derived = derived_numbers = 0
     with tempfile.TemporaryDirectory(prefix="report-precision-") as tmp:
         for case in cases:
             check = check_report(build_submission(case, Path(tmp) / case.name))
             score.add(case, check)
             honest_clean += case.honest and not check.findings
+            honest_derived += case.honest and bool(check.derived)
+            derived_numbers += len(check.derived) if case.honest else 0
             if args.show:
                 print(f"### {case.name}\n{check.to_markdown(instructor=True)}")
     honest = sum(case.honest for case in cases)
@@ -226,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | ---: | --- | --- | --- | ---: |")
     print("\n".join(score.lines))
     print(f"\nhonest reports with no finding: {honest_clean} of {honest}")
+    print(f"honest reports with a number only a derived value backs (printed values alone would "
+          f"flag them): {honest_derived} of {honest}, {derived_numbers} numbers")
     print(f"precision {score.precision:.1%} ({score.tp} of {score.tp + score.fp} flagged numbers "
           f"invented), recall {score.recall:.1%} ({score.tp} of {score.tp + score.fn} invented "
           "numbers flagged)")

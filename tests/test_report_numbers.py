@@ -89,6 +89,14 @@ def test_values_read_off_the_curves_need_the_saved_history(tmp_path):
     assert "batch_loss[5]" in read_off["0,34"].how
 
 
+@pytest.mark.parametrize("history", ["{not json", '["a list"]',
+                                     '{"batch_loss": [NaN, true, "0.34", 1e400], "examples_seen": 3}'])
+def test_a_damaged_history_backs_nothing(tmp_path, history):
+    folder = build_submission(CASES["h06_fr_curve"], tmp_path / "damaged")
+    (folder / "img" / "history.json").write_text(history)
+    assert {"0,34", "0,016"} <= set(flagged(check_report(folder)))
+
+
 @pytest.mark.parametrize("old, new, backed", [
     ("au batch 6", "au batch 60", False),     # the value at batch 6, said of another batch
     ("au batch 6", "au 6e batch", True),

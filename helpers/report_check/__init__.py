@@ -9,7 +9,8 @@ finding at all, 1 when there is any, 2 when PATH is not a folder.
 
 One module per concern: `findings` (the kinds of finding), `sections` (the report's sections
 and answers), `images`, `numbers` (the number grammar), `outputs` (reading the notebooks),
-`matching` (quoted numbers against the outputs), `check`, `render` and `cli`.
+`facts` (what the outputs and the saved training history imply), `matching` (quoted numbers
+against those facts), `check`, `render` and `cli`.
 """
 
 from helpers.report_check.check import (GPT2_SIZES, NUMBER_SECTIONS, TEMPLATE_PATH, ReportCheck,

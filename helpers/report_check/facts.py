@@ -20,6 +20,7 @@ that an invented number stays unmatched:
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -149,7 +150,8 @@ def _series(history: dict, name: str) -> list[Decimal]:
     values = history.get(name)
     if not isinstance(values, list):
         return []
-    return [Decimal(repr(v)) for v in values if isinstance(v, (int, float))]
+    return [Decimal(repr(v)) for v in values
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
 
 
 LOSS_SERIES = ("batch_loss", "eval_train_loss", "eval_val_loss", "train_loss", "val_loss")
