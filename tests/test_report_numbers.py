@@ -89,8 +89,10 @@ def test_values_read_off_the_curves_need_the_saved_history(tmp_path):
     assert "batch_loss[5]" in read_off["0,34"].how
 
 
-@pytest.mark.parametrize("history", ["{not json", '["a list"]',
-                                     '{"batch_loss": [NaN, true, "0.34", 1e400], "examples_seen": 3}'])
+DAMAGED = '{"batch_loss": [NaN, true, "0.34", 1e400], "examples_seen": 3}'
+
+
+@pytest.mark.parametrize("history", ["{not json", '["a list"]', DAMAGED])
 def test_a_damaged_history_backs_nothing(tmp_path, history):
     folder = build_submission(CASES["h06_fr_curve"], tmp_path / "damaged")
     (folder / "img" / "history.json").write_text(history)

@@ -13,8 +13,8 @@ that an invented number stays unmatched:
 - the total and the mean of the epoch durations (seconds on lines starting `epoch N:`);
 - the training history saved with the plots (`img/history.json`): the per-epoch losses,
   accuracies and durations, and the landmarks of each plotted loss series (first, last,
-  lowest, highest value), read off a curve within the curve's resolution (RESOLUTION of the
-  plot's height).
+  lowest, highest value); a loss may be read off its curve, within the curve's resolution
+  (RESOLUTION of the plot's height), an accuracy is rounded like a printed one.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from helpers.report_check.numbers import RESULT_MIN, Number, numbers
 
 HISTORY_PATH = Path("img") / "history.json"   # written by helpers.plots.plot_history
 RESOLUTION = Decimal("0.01")                  # of a plot's height: how well a curve is read
-ACCURACY_SPAN = Decimal("1.02")               # height of the accuracy plot (0 to 102 %)
 
 _PROGRESS = re.compile(r"\s*%\|")              # "100%|████|": a progress bar, not a result
 _ACCURACY = re.compile(r"acc|précision", re.IGNORECASE)
@@ -166,8 +165,8 @@ def loss_resolution(history: dict) -> Decimal:
 def curve_facts(history: dict) -> list[Fact]:
     """The per-epoch values and the landmarks of the loss curves (see the module docstring)."""
     loss_step = loss_resolution(history)
-    steps = {"train_acc": ACCURACY_SPAN * RESOLUTION, "val_acc": ACCURACY_SPAN * RESOLUTION,
-             "train_loss": loss_step, "val_loss": loss_step, "epoch_seconds": Decimal(0)}
+    steps = {"train_acc": Decimal(0), "val_acc": Decimal(0), "train_loss": loss_step,
+             "val_loss": loss_step, "epoch_seconds": Decimal(0)}
     units = {"train_acc": "frac", "val_acc": "frac", "epoch_seconds": "s"}
     facts = [_read_off(v, f"{name}[{i}]", step, units.get(name, ""))
              for name, step in steps.items() for i, v in enumerate(_series(history, name))]

@@ -43,8 +43,8 @@ _OPERAND_BEFORE = re.compile(rf"(?:{_OPERATOR}|[\d)]\s*[-*xX])[\s($]*$")
 _OPERAND_AFTER = re.compile(rf"^[\s)$]*(?:{_OPERATOR}|[-*xX]\s*[\d(])")
 _RESULT_BEFORE = re.compile(r"[\d)][\s)$]*(?:=|≈|\\approx)[\s$]*$")
 _BELOW = re.compile(r"(?:\bmoins\s+d[e'’]|\bless\s+than|\bfewer\s+than|\bunder|\bbelow"
-                    r"|\bsous|\ben\s+dessous\s+d[e'’]|\binférieure?s?\s+à|\bau\s+plus|\bat\s+most"
-                    r"|<|≤)\s*$", re.IGNORECASE)
+                    r"|\bsous|\ben\s+dessous\s+d[e'’]|\binférieure?s?\s+à|\bau\s+plus"
+                    r"|\bat\s+most|<|≤)\s*$", re.IGNORECASE)
 _ABOVE = re.compile(r"(?:\bplus\s+d[e'’]|\bmore\s+than|\bover|\babove|\bau[\s-]delà\s+d[e'’]"
                     r"|\bsupérieure?s?\s+à|\bau\s+moins|\bat\s+least|>|≥)\s*$", re.IGNORECASE)
 
