@@ -18,8 +18,8 @@ from helpers.report_check.check import (GPT2_SIZES, NUMBER_SECTIONS, TEMPLATE_PA
 from helpers.report_check.cli import main
 from helpers.report_check.findings import (HEADER, IMAGE, MISSING_REPORT, MISSING_SECTION,
                                            NO_ANSWER, NOTEBOOK, NUMBER, REPORT_NAME,
-                                           TEMPLATE_TEXT, Finding)
+                                           TEMPLATE_TEXT, Derived, Finding)
 
 __all__ = ["GPT2_SIZES", "HEADER", "IMAGE", "MISSING_REPORT", "MISSING_SECTION", "NO_ANSWER",
            "NOTEBOOK", "NUMBER", "NUMBER_SECTIONS", "REPORT_NAME", "TEMPLATE_PATH",
-           "TEMPLATE_TEXT", "Finding", "ReportCheck", "check_report", "main"]
+           "TEMPLATE_TEXT", "Derived", "Finding", "ReportCheck", "check_report", "main"]

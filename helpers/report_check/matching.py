@@ -55,8 +55,11 @@ class Outputs:
 
 
 def _distinct(facts: list[Fact]) -> list[Fact]:
-    """The first fact of each value and unit."""
-    return list({(f.value, f.unit, f.resolution): f for f in reversed(facts)}.values())[::-1]
+    """The first fact of each value, unit and resolution."""
+    first: dict[tuple[Decimal, str, Decimal], Fact] = {}
+    for fact in facts:
+        first.setdefault((fact.value, fact.unit, fact.resolution), fact)
+    return list(first.values())
 
 
 def _scales(fact: Fact, unit: str) -> Iterator[tuple[Decimal, Decimal]]:
