@@ -154,7 +154,7 @@ def _similarity(args: argparse.Namespace) -> int:
 def _check_report(args: argparse.Namespace) -> int:
     from helpers.report_check import main as check_report_main
 
-    return check_report_main([str(args.path)])
+    return check_report_main([str(args.path), "--instructor"])
 
 
 def _add_grading_options(parser: argparse.ArgumentParser, out: Path = DEFAULT_OUT) -> None:

@@ -1,6 +1,8 @@
 """Loss and accuracy curves for the report, saved as PNG under img/ with stable names.
 
-`rapport_template.md` links `img/loss_curve.png` and `img/accuracy_curve.png`. Figures are
+`rapport_template.md` links `img/loss_curve.png` and `img/accuracy_curve.png`; `plot_history`
+also saves the values plotted, `img/history.json`, so that the report check can match a
+number read off a curve. Figures are
 built with `matplotlib.figure.Figure` (not pyplot), so saving works without a display and
 leaves a notebook's inline plots alone; show a saved plot in a notebook with
 `IPython.display.Image(path)`.
@@ -19,6 +21,7 @@ from helpers.training import History
 
 LOSS_PLOT = "loss_curve.png"
 ACCURACY_PLOT = "accuracy_curve.png"
+HISTORY_FILE = "history.json"
 DPI = 150
 FIGSIZE = (7.0, 4.2)  # inches: 1050 x 630 pixels at 150 dpi
 FONT_SIZES = {"title": 14, "label": 12, "ticks": 11, "legend": 11}
@@ -93,5 +96,8 @@ def plot_accuracy(history: History, path: str | os.PathLike | None = None) -> Pa
 
 
 def plot_history(history: History) -> tuple[Path, Path]:
-    """Both report plots: (img/loss_curve.png, img/accuracy_curve.png)."""
-    return plot_loss(history), plot_accuracy(history)
+    """Both report plots: (img/loss_curve.png, img/accuracy_curve.png); the history they plot
+    goes to img/history.json."""
+    paths = plot_loss(history), plot_accuracy(history)
+    history.save_json(img_dir() / HISTORY_FILE)
+    return paths

@@ -78,6 +78,7 @@ def test_stage_keeps_the_report_links_and_stays_inside_the_staging(tmp_path):
     (source / "dana.zip").write_bytes(_zip_bytes({
         "lab/rapport.md": b"# final ![loss](figs/loss.png)",
         "lab/figs/loss.png": b"png",
+        "lab/img/history.json": b"{}",
         "lab/old/rapport.md": b"# draft",
         "lab/05_training.ipynb": b"{}",
         "elsewhere/img/accuracy_curve.png": b"png",
@@ -87,8 +88,8 @@ def test_stage_keeps_the_report_links_and_stays_inside_the_staging(tmp_path):
     (staged,) = stage_submissions(source, tmp_path / "staging")
     files = sorted(p.relative_to(staged.folder).as_posix() for p in staged.folder.rglob("*")
                    if p.is_file())
-    assert files == ["05_training.ipynb", "figs/loss.png",
-                     "img/accuracy_curve.png", "rapport.md", STAGING_RECORD]
+    assert files == ["05_training.ipynb", "figs/loss.png", "img/accuracy_curve.png",
+                     "img/history.json", "rapport.md", STAGING_RECORD]
     assert (staged.folder / "rapport.md").read_text() == "# final ![loss](figs/loss.png)"
     assert [p.kind for p in staging_problems(staged.folder)] == [OUTSIDE, OUTSIDE]
     assert not list(tmp_path.rglob("escape*.png"))

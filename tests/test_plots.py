@@ -1,9 +1,12 @@
+import json
+
 import matplotlib.pyplot as plt
 import pytest
 from matplotlib.image import imread
 
 from helpers.paths import img_dir
-from helpers.plots import ACCURACY_PLOT, LOSS_PLOT, plot_accuracy, plot_history, plot_loss
+from helpers.plots import (ACCURACY_PLOT, HISTORY_FILE, LOSS_PLOT, plot_accuracy, plot_history,
+                           plot_loss)
 from helpers.training import History
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -39,6 +42,13 @@ def test_plot_history_writes_both_report_pngs(with_evals):
     _assert_report_png(loss_path, LOSS_PLOT)
     _assert_report_png(accuracy_path, ACCURACY_PLOT)
     assert plt.get_fignums() == figures_before  # nothing left open in pyplot
+
+
+def test_plot_history_saves_the_values_plotted():
+    history = _history(with_evals=True)
+    plot_history(history)
+    saved = json.loads((img_dir() / HISTORY_FILE).read_text())
+    assert History.from_dict(saved) == history
 
 
 def test_stable_names_and_custom_path(tmp_path):

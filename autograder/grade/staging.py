@@ -32,6 +32,7 @@ from autograder.build.notebook_source import NOTEBOOK_NAMES
 DEFAULT_ID_PATTERN = r"^(?:[^/]*?_(?P<moodle>\d+)_assignsubmission[^/]*|(?P<id>[^/]+))/"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 KEPT_SUFFIXES = {".ipynb", ".md", *IMAGE_SUFFIXES}
+HISTORY_NAME = "history.json"  # the values of the plots, next to them (helpers.plots)
 REPORT_NAME = "rapport.md"
 _IGNORED_PARTS = {"__MACOSX", ".ipynb_checkpoints"}
 
@@ -58,7 +59,7 @@ def _safe_id(raw: str) -> str:
 def _kept(relative: PurePosixPath) -> bool:
     if _IGNORED_PARTS & set(relative.parts) or relative.name.startswith("._"):
         return False
-    return relative.suffix.lower() in KEPT_SUFFIXES
+    return relative.suffix.lower() in KEPT_SUFFIXES or relative.name == HISTORY_NAME
 
 
 def _unsafe(relative: PurePosixPath) -> bool:
@@ -79,8 +80,8 @@ def _submission_root(paths: list[PurePosixPath]) -> PurePosixPath | None:
 def _target(dest_root: Path, relative: PurePosixPath, root: PurePosixPath | None) -> Path | None:
     """Where a file goes: notebooks and markdown at the top; images at their path relative to
     the report's folder (so its links still work), else under their `img/...` path, else at the
-    top. None for notebooks that are not the lab's."""
-    if relative.suffix.lower() in IMAGE_SUFFIXES:
+    top (the plots' history too). None for notebooks that are not the lab's."""
+    if relative.suffix.lower() in IMAGE_SUFFIXES or relative.name == HISTORY_NAME:
         parts = relative.parts
         if root is not None and parts[:len(root.parts)] == root.parts:
             return dest_root.joinpath(*parts[len(root.parts):])
