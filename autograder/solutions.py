@@ -158,3 +158,42 @@ def lora_gpt_classifier(cfg: dict, rank: int = 8, alpha: float = 16,
     replace_linear_with_lora(model, rank, alpha)
     freeze_and_activate_lora(model)
     return model if num_classes is None else add_classification_head(model, num_classes)
+
+
+def lab_lora_config(rank: int, alpha: float):
+    """PEFT's LoraConfig for exactly the lab's LoRA layers on Hugging Face's GPT-2."""
+    ### BEGIN SOLUTION
+    from peft import LoraConfig
+
+    # q, k, v are fused in c_attn: three rank-r branches side by side are one rank-3r branch
+    # (A stacked, B block-diagonal); 3 * alpha keeps its scaling at alpha / rank.
+    return LoraConfig(r=rank, lora_alpha=alpha, target_modules=["c_attn", "c_proj", "c_fc"],
+                      rank_pattern={"c_attn": 3 * rank}, alpha_pattern={"c_attn": 3 * alpha},
+                      fan_in_fan_out=True, lora_dropout=0.0, bias="none",
+                      modules_to_save=["score"], task_type="SEQ_CLS")
+    ### END SOLUTION
+
+
+def to_peft_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The LoRA branches and head of the lab's `model` under PEFT's names and orientation."""
+    ### BEGIN SOLUTION
+    def factors(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """PEFT's (lora_A (r, in), lora_B (out, r)) from a LinearWithLoRA, either layout."""
+        A, B = layer.lora.A.detach(), layer.lora.B.detach()
+        if A.shape[0] == layer.linear.in_features:  # the lab's A (in, r), B (r, out)
+            A, B = A.T, B.T
+        return A.contiguous(), B.contiguous()
+
+    state = {}
+    for i, block in enumerate(model.trf_blocks):
+        prefix = f"base_model.model.transformer.h.{i}."
+        qkv = [factors(layer) for layer in (block.att.W_query, block.att.W_key, block.att.W_value)]
+        state[prefix + "attn.c_attn.lora_A.weight"] = torch.cat([A for A, _ in qkv])
+        state[prefix + "attn.c_attn.lora_B.weight"] = torch.block_diag(*[B for _, B in qkv])
+        for lab, hf in ((block.att.out_proj, "attn.c_proj"), (block.ff.layers[0], "mlp.c_fc"),
+                        (block.ff.layers[2], "mlp.c_proj")):
+            state[prefix + hf + ".lora_A.weight"], state[prefix + hf + ".lora_B.weight"] = factors(lab)
+    state["base_model.model.score.weight"] = model.out_head.weight.detach().clone()
+    state["base_model.model.score.bias"] = model.out_head.bias.detach().clone()
+    return state
+    ### END SOLUTION

@@ -110,6 +110,31 @@ def _hf_to_lab_state_dict(hf: dict[str, torch.Tensor], n_layers: int) -> dict[st
     return sd
 
 
+def lab_to_hf_state_dict(sd: dict[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
+    """The inverse of `_hf_to_lab_state_dict` for GPT-2's body (no `out_head`): nn.Linear
+    weights transposed back to Conv1D's (in, out); query, key and value fused into `c_attn`."""
+    hf = {
+        "wte.weight": sd["tok_emb.weight"], "wpe.weight": sd["pos_emb.weight"],
+        "ln_f.weight": sd["final_norm.scale"], "ln_f.bias": sd["final_norm.shift"],
+    }
+    for i in range(n_layers):
+        src, dst = f"trf_blocks.{i}.", f"h.{i}."
+        qkv = [src + f"att.{name}" for name in ("W_query", "W_key", "W_value")]
+        hf.update({
+            dst + "attn.c_attn.weight": torch.cat([sd[n + ".weight"].T for n in qkv], dim=1),
+            dst + "attn.c_attn.bias": torch.cat([sd[n + ".bias"] for n in qkv], dim=0),
+            dst + "attn.c_proj.weight": sd[src + "att.out_proj.weight"].T,
+            dst + "attn.c_proj.bias": sd[src + "att.out_proj.bias"],
+            dst + "mlp.c_fc.weight": sd[src + "ff.layers.0.weight"].T,
+            dst + "mlp.c_fc.bias": sd[src + "ff.layers.0.bias"],
+            dst + "mlp.c_proj.weight": sd[src + "ff.layers.2.weight"].T,
+            dst + "mlp.c_proj.bias": sd[src + "ff.layers.2.bias"],
+            dst + "ln_1.weight": sd[src + "norm1.scale"], dst + "ln_1.bias": sd[src + "norm1.shift"],
+            dst + "ln_2.weight": sd[src + "norm2.scale"], dst + "ln_2.bias": sd[src + "norm2.shift"],
+        })
+    return {k: v.contiguous() for k, v in hf.items()}
+
+
 def load_weights_into_gpt(model: GPTModel, hf_state_dict: dict[str, torch.Tensor]) -> GPTModel:
     """Copy a Hugging Face GPT-2 state dict into `model`, checking every name and shape."""
     if not model.cfg["qkv_bias"]:

@@ -18,6 +18,8 @@ LAB_NOTEBOOKS = (  # the lab's notebooks, in order
     "05_training",
     "06_inference",
 )
+BONUS_NOTEBOOKS = ("07_peft",)  # optional: graded apart, never counted as missing
+ALL_NOTEBOOKS = LAB_NOTEBOOKS + BONUS_NOTEBOOKS
 DATA_DIR_VAR = "LORA_LAB_DATA_DIR"
 IMG_DIR_VAR = "LORA_LAB_IMG_DIR"
 

@@ -29,7 +29,7 @@ from autograder.grade.staging import (NOT_A_ZIP, OUTSIDE, STAGING_RECORD, Submis
 
 CHECKS_DIR = Path(CHECKS_INIT).parent
 FULL = {"01_lora_layer": 6, "02_lora_wrapper": 5, "03_lora_injection": 8,
-        "04_classification_head": 10, "05_training": 9, "06_inference": 7}
+        "04_classification_head": 10, "05_training": 9, "06_inference": 7, "07_peft": 6}
 
 
 # --- staging (fast) --------------------------------------------------------------------------
@@ -325,7 +325,7 @@ def test_broken_notebooks_get_their_status_and_cost_only_themselves(graded):
     status = {nb.name: nb.status for nb in result.notebooks}
     assert status == {"01_lora_layer": GRADED, "02_lora_wrapper": TIMED_OUT,
                       "03_lora_injection": GRADED, "04_classification_head": KERNEL_DIED,
-                      "05_training": UNREADABLE, "06_inference": MISSING}
+                      "05_training": UNREADABLE, "06_inference": MISSING, "07_peft": GRADED}
     scores = _scores(result)
     assert scores["01_lora_layer"] == FULL["01_lora_layer"]  # deleted test cell restored, graded
     assert scores["03_lora_injection"] == FULL["03_lora_injection"]  # flooded output: capped

@@ -24,10 +24,10 @@ from pathlib import Path
 import nbformat
 
 from autograder import solutions
-from helpers.paths import LAB_NOTEBOOKS
+from helpers.paths import ALL_NOTEBOOKS, BONUS_NOTEBOOKS
 
 MASTERS_DIR = Path(__file__).resolve().parents[1] / "masters"
-NOTEBOOK_NAMES = LAB_NOTEBOOKS
+NOTEBOOK_NAMES = ALL_NOTEBOOKS  # built, released and graded; BONUS_NOTEBOOKS count apart
 _FENCE = re.compile(r"^```(\w+)[ \t]*(.*)$")
 _SUBSTITUTION = re.compile(r"\{\{\s*solutions\.(\w+)\s*\}\}")
 _KINDS = {"", "setup", "solution", "test", "answer"}

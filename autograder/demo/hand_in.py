@@ -72,6 +72,18 @@ def _gpt_parameters_line(text: str, where: str) -> str:
     return found[-1]
 
 
+def _peft_answer(folder: Path) -> str:
+    """The bonus section, from notebook 07's outputs ("non traité" when it was not run)."""
+    if not (Path(folder) / "07_peft.ipynb").is_file():
+        return "Non traité."
+    output = _printed(folder, "07_peft")
+    per_block = _last(r"LoRA parameters per block: PEFT ([\d,]+), the lab ([\d,]+)", output, "07_peft")
+    difference = _last(r"largest difference: ([\d.e+-]+)", output, "07_peft").group(1)
+    return (f"PEFT entraîne {per_block.group(1)} paramètres LoRA par bloc contre "
+            f"{per_block.group(2)} : q, k et v forment une seule couche `c_attn`, donc une seule "
+            f"branche de rang 8. Écart maximal de logits avec l'adaptateur : {difference}.")
+
+
 def report_from_outputs(folder: Path) -> str:
     """The rapport.md a student would write from the outputs of `folder`'s executed notebooks."""
     folder = Path(folder)
@@ -109,6 +121,7 @@ def report_from_outputs(folder: Path) -> str:
         "évaluation après l'entraînement : le modèle a vu les messages d'entraînement.",
         "\n".join(f"- « {text.strip()}… » : {label} à {probability} %"
                   for label, probability, text in examples),
+        _peft_answer(folder),
         "LoRA entraîne moins de 1 % des paramètres pour adapter tout le modèle ; limite observée : "
         "le temps d'une époque sur CPU.",
     ])

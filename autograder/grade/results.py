@@ -9,6 +9,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from helpers.paths import BONUS_NOTEBOOKS
+
 # Statuses of a notebook, from best to worst.
 GRADED = "graded"
 TIMED_OUT = "timed out"
@@ -56,7 +58,12 @@ class StudentResult:
 
     @property
     def score(self) -> float:
-        return sum(nb.score for nb in self.notebooks)
+        """Points of the lab's required notebooks (the bonus is counted apart)."""
+        return sum(nb.score for nb in self.notebooks if nb.name not in BONUS_NOTEBOOKS)
+
+    @property
+    def bonus(self) -> float:
+        return sum(nb.score for nb in self.notebooks if nb.name in BONUS_NOTEBOOKS)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from autograder.build.notebook_source import NOTEBOOK_NAMES
-from autograder.grade.results import GRADED, StudentResult, write_atomically
+from autograder.grade.results import GRADED, MISSING, StudentResult, write_atomically
+from helpers.paths import BONUS_NOTEBOOKS
 
 
 def load_results(out: Path) -> list[StudentResult]:
@@ -18,18 +19,25 @@ def load_results(out: Path) -> list[StudentResult]:
 
 
 def overall_status(result: StudentResult) -> str:
-    """'graded', or the notebooks that were not, e.g. '03_lora_injection: timed out'."""
-    problems = [f"{nb.name}: {nb.status}" for nb in result.notebooks if nb.status != GRADED]
+    """'graded', or the notebooks that were not, e.g. '03_lora_injection: timed out'
+    (a bonus notebook not handed in is no problem)."""
+    problems = [f"{nb.name}: {nb.status}" for nb in result.notebooks if nb.status != GRADED
+                and not (nb.name in BONUS_NOTEBOOKS and nb.status == MISSING)]
     return "; ".join(problems) or GRADED
 
 
 def grades_table(results: list[StudentResult]) -> pd.DataFrame:
-    """One row per student: total, per-notebook and per-test points, status."""
+    """One row per student: total (required notebooks) and bonus, per-notebook and per-test
+    points, status."""
     rows = []
     for result in results:
         row = {"student": result.student_id, "status": overall_status(result),
                "total": result.score,
-               "max_total": sum(nb.max_score for nb in result.notebooks),
+               "max_total": sum(nb.max_score for nb in result.notebooks
+                                if nb.name not in BONUS_NOTEBOOKS),
+               "bonus": result.bonus,
+               "max_bonus": sum(nb.max_score for nb in result.notebooks
+                                if nb.name in BONUS_NOTEBOOKS),
                "manual_points_to_grade": sum(sum(nb.manual.values()) for nb in result.notebooks)}
         for nb in result.notebooks:
             row[nb.name] = nb.score
