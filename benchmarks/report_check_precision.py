@@ -114,7 +114,7 @@ def build_submission(case: Case, folder: Path) -> Path:
         "`B` nul : la branche LoRA ajoute zéro au départ ; `alpha / rank` règle son échelle.",
         "Le wrapper partage les poids de la couche d'origine : ni copie ni mémoire en plus.",
         "Les `nn.Linear` sont devenus des `LinearWithLoRA` ; comme B = 0, mêmes sorties.",
-        answers["Q2"], answers["Q3"], answers["Q4"], answers["Q5"], answers["6"],
+        answers["Q2"], answers["Q3"], answers["Q4"], answers["Q5"], answers["6"], "Non traité.",
         "LoRA entraîne une petite partie des paramètres ; limite : le temps d'entraînement."])
     (folder / "rapport.md").write_text(report, encoding="utf-8")
     return folder

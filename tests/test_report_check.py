@@ -15,7 +15,7 @@ from PIL import Image
 
 from autograder.__main__ import main as cli
 from autograder.demo.hand_in import fill_report_template
-from autograder.build.notebook_source import NOTEBOOK_NAMES
+from helpers.paths import LAB_NOTEBOOKS as NOTEBOOK_NAMES  # the bonus notebook 07 is left out
 from helpers.report_check import (HEADER, IMAGE, MISSING_REPORT, MISSING_SECTION, NO_ANSWER,
                                      NOTEBOOK, NUMBER, TEMPLATE_TEXT, check_report)
 from helpers.env_info import environment_report
@@ -96,7 +96,7 @@ ANSWERS = ["Dupont, Jeanne", "21901234", ENV_TABLE,
            "`B` nul donne une sortie nulle au départ ; `alpha / rank` règle l'échelle.",
            "Le wrapper doit partager les poids d'origine : une copie doublerait la mémoire.",
            "Les `nn.Linear` deviennent des `LinearWithLoRA` ; B = 0 : mêmes sorties.",
-           Q2, Q3, Q4, Q5, SECTION_6,
+           Q2, Q3, Q4, Q5, SECTION_6, "Non traité.",
            "LoRA entraîne moins de 1 % des paramètres ; limite : le temps d'une époque sur CPU."]
 
 
@@ -339,3 +339,15 @@ def test_html_feedback_escapes_the_report(submission):
     page = check_report(submission).to_html()
     assert "&lt;b&gt;1 372 104" in page and "<b>" not in page
     assert page.startswith("<!DOCTYPE html>")
+
+
+def test_the_optional_bonus_section_may_be_left_out_but_not_the_others(submission):
+    report = submission / "rapport.md"
+    text = report.read_text(encoding="utf-8")
+    bonus = text.index("## 7. Bonus")
+    report.write_text(text[:bonus] + text[text.index("## Conclusion"):], encoding="utf-8")
+    assert check_report(submission).findings == []
+    text = report.read_text(encoding="utf-8")
+    inference = text.index("## 6. Inférence")
+    report.write_text(text[:inference] + text[text.index("## Conclusion"):], encoding="utf-8")
+    assert [f.kind for f in check_report(submission).findings] == ["missing section"]

@@ -17,12 +17,12 @@ from helpers.report_check.findings import (HEADER, IMAGE, INCOMPLETE, MISSING_RE
 from helpers.report_check.images import figure_count_findings, image_findings
 from helpers.report_check.matching import Outputs, number_findings
 from helpers.report_check.outputs import notebook_texts
-from helpers.report_check.sections import (HEADER_SECTION, Part, Template, answer_findings,
-                                           header_findings, is_placeholder, placeholder_left,
-                                           read_markdown, report_parts)
+from helpers.report_check.sections import (HEADER_SECTION, OPTIONAL_MARK, Part, Template,
+                                           answer_findings, header_findings, is_placeholder,
+                                           placeholder_left, read_markdown, report_parts)
 
 TEMPLATE_PATH = REPO_ROOT / "rapport_template.md"
-NUMBER_SECTIONS = ("q2", "q3", "q4", "q5", "6. inférence")  # start of the section keys
+NUMBER_SECTIONS = ("q2", "q3", "q4", "q5", "6. inférence", "7. bonus")  # start of the section keys
 # Sizes of GPT-2 small that answers derive by hand: vocabulary, token embedding (= old head),
 # position embedding, one transformer block, LoRA parameters of one block at rank 8.
 GPT2_SIZES = (50_257, 38_597_376, 786_432, 7_087_872, 110_592)
@@ -110,7 +110,7 @@ def _check_section(check: ReportCheck, section: Part, part: Part | None, spec: T
             unmatched, derived = number_findings(section.title, spec.answer_lines(part), outputs)
             findings += unmatched
             check.derived += derived
-    elif any(map(is_placeholder, section.lines)):
+    elif any(map(is_placeholder, section.lines)) and OPTIONAL_MARK not in section.title.lower():
         findings.append(Finding(section.title, MISSING_SECTION,
                                 "gardez le titre du modèle et répondez dessous / "
                                 "keep the template's heading and answer below it"))

@@ -1,9 +1,9 @@
-"""Reading the six executed notebooks of a submission: the text of their outputs and code.
+"""Reading the executed notebooks of a submission: the text of their outputs and code.
 
 Every cell output counts (stream text, text/plain, text/markdown, text/html without tags), and
 the code of non-test cells (hyperparameters such as `lr=5e-4`); not the notebooks' markdown,
 which states the expected results. A notebook missing, unreadable or never executed is a
-finding.
+finding, except a bonus notebook that was not handed in.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from helpers.paths import LAB_NOTEBOOKS as NOTEBOOK_NAMES
+from helpers.paths import ALL_NOTEBOOKS, BONUS_NOTEBOOKS
 from helpers.report_check.findings import NOTEBOOK, Finding
 
 NOTEBOOKS_SECTION = "notebooks"
@@ -35,12 +35,14 @@ def _is_test_cell(cell: dict) -> bool:
 
 
 def notebook_texts(folder: Path) -> tuple[list[str], list[Finding]]:
-    """Outputs and non-test code of the six notebooks, and findings about the notebooks."""
+    """Outputs and non-test code of the notebooks, and findings about the notebooks."""
     texts: list[str] = []
     problems: dict[str, list[str]] = {}
-    for name in NOTEBOOK_NAMES:
+    for name in ALL_NOTEBOOKS:
         paths = [folder / f"{name}.ipynb", folder / "notebooks" / f"{name}.ipynb"]
         path = next((p for p in paths if p.is_file()), None)
+        if path is None and name in BONUS_NOTEBOOKS:
+            continue
         if path is None:
             problems.setdefault("introuvable / not found", []).append(name)
             continue

@@ -122,9 +122,14 @@ def report_parts(text: str, template: Template) -> tuple[Part, dict[str, Part]]:
     return start, by_id
 
 
+OPTIONAL_MARK = "facultatif"  # in a template heading: the section may be left out
+
+
 def answer_findings(section: Part, part: Part, template: Template) -> list[Finding]:
     """A required section left unanswered, or its placeholder left in."""
     required = any(map(is_placeholder, section.lines))
+    if OPTIONAL_MARK in section.title.lower() and not template.answer_lines(part):
+        return []
     if required and not template.answer_lines(part):
         return [Finding(section.title, NO_ANSWER,
                         "remplacez « À compléter » par votre réponse / "
