@@ -406,7 +406,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from helpers.training import cpu_bf16_instructions
+    from helpers.devices import cpu_bf16_instructions
 
     names = [name for name in PIPELINES if not args.only or name in args.only or
              name == "original"]

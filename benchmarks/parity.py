@@ -41,13 +41,8 @@ from helpers.spam_data import (
     spam_loaders,
     spam_splits,
 )
-from helpers.training import (
-    autocast_forward,
-    evaluate,
-    frozen_weights_in,
-    resolve_precision,
-    train_classifier,
-)
+from helpers.precision import autocast_forward, frozen_weights_in, resolve_precision
+from helpers.training import evaluate, train_classifier
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SMS = REPO.parent / "shared" / "data" / "SMSSpamCollection"

@@ -17,6 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers.devices import model_device
+from helpers.model_mode import model_mode
+
 BASE_CONFIG: dict = {
     "vocab_size": 50257,
     "context_length": 1024,
@@ -186,22 +189,19 @@ def generate_greedy(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
                     context_size: int | None = None, eos_id: int | None = None) -> torch.Tensor:
     """Append `max_new_tokens` tokens to `idx` (batch, seq), always taking the most likely one."""
     context_size = context_size or model.cfg["context_length"]
-    was_training = model.training
-    model.eval()
-    for _ in range(max_new_tokens):
-        logits = model(idx[:, -context_size:])[:, -1, :]
-        next_id = logits.argmax(dim=-1, keepdim=True)
-        idx = torch.cat([idx, next_id], dim=1)
-        if eos_id is not None and bool((next_id == eos_id).all()):
-            break
-    model.train(was_training)
+    with model_mode(model, False):
+        for _ in range(max_new_tokens):
+            logits = model(idx[:, -context_size:])[:, -1, :]
+            next_id = logits.argmax(dim=-1, keepdim=True)
+            idx = torch.cat([idx, next_id], dim=1)
+            if eos_id is not None and bool((next_id == eos_id).all()):
+                break
     return idx
 
 
 def generate_text(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 20) -> str:
     """Greedy continuation of `prompt` (a quick way to see that real weights loaded)."""
-    device = next(model.parameters()).device
-    ids = torch.tensor([tokenizer.encode(prompt)], device=device)
+    ids = torch.tensor([tokenizer.encode(prompt)], device=model_device(model))
     out = generate_greedy(model, ids, max_new_tokens, eos_id=tokenizer.eot_token)
     return tokenizer.decode(out[0].tolist())
 

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from helpers.download import DownloadError, is_reachable
 from helpers.gpt import HUB_MODEL_IDS, GPTModel, canonical_model_name, gpt_config
 from helpers.modes import grading_mode
-from helpers.paths import data_dir
+from helpers.paths import data_dir, local_file
 
 WEIGHTS_VAR = "LORA_LAB_GPT2_WEIGHTS"
 CHECKPOINT_NAME = "model.safetensors"
@@ -35,15 +35,9 @@ def _hub_endpoint() -> str:
 
 
 def _resolve_local(path: str | os.PathLike) -> Path:
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"No GPT-2 checkpoint at {path}. Give the path of a `{CHECKPOINT_NAME}` file "
-            "(or of the folder that holds it) downloaded from the Hugging Face `gpt2` model."
-        )
-    return path
+    return local_file(path, CHECKPOINT_NAME, "GPT-2 checkpoint",
+                      f"Give the path of a `{CHECKPOINT_NAME}` file (or of the folder that holds "
+                      "it) downloaded from the Hugging Face `gpt2` model.")
 
 
 def gpt2_checkpoint_path(model_name: str = "gpt2-small (124M)",

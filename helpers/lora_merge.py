@@ -121,8 +121,8 @@ class LoraMerge:
         return f"LoraMerge({state})"
 
 
-def _check(wrapper: nn.Module, linear: nn.Linear, probe: torch.Tensor,
-           expected: torch.Tensor) -> float:
+def _check(linear: nn.Linear, probe: torch.Tensor, expected: torch.Tensor) -> float:
+    """Largest difference between `linear(probe)` and `expected`, relative to their scale."""
     got = linear(probe)
     scale = expected.abs().max().clamp_min(1.0)
     return ((got - expected).abs().max() / scale).item()
@@ -161,7 +161,7 @@ def merge_lora(model: nn.Module, check: bool = True, exact_undo: bool = True,
                 handle.merged.append(_Merged(parent, name, child, original))
                 handle.count += 1
                 if check:
-                    error = _check(child, linear, probe, expected)
+                    error = _check(linear, probe, expected)
                     handle.max_error = max(handle.max_error, error)
                     tolerance = rtol if weight.dtype in (torch.float32, torch.float64) else 2e-2
                     if not error <= tolerance:

@@ -1,7 +1,8 @@
 """Where the course pack reads and writes files: `data/` for downloads, `img/` for plots.
 
 Both default to folders at the repository root and can be moved with an environment
-variable (the autograder points them into each student's working copy).
+variable (the autograder points them into each student's working copy). `local_file` finds a
+file the user points at (the file itself or the folder that holds it).
 """
 
 from __future__ import annotations
@@ -33,4 +34,17 @@ def img_dir() -> Path:
     """Folder for the plots the report includes (created if needed)."""
     path = Path(os.environ.get(IMG_DIR_VAR) or REPO_ROOT / "img")
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def local_file(path: str | os.PathLike, name: str, label: str, hint: str) -> Path:
+    """`path`, or `path/name` when `path` is a folder; else FileNotFoundError.
+
+    The error reads "No {label} at {path}. {hint}".
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / name
+    if not path.is_file():
+        raise FileNotFoundError(f"No {label} at {path}. {hint}")
     return path

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 from helpers.download import DownloadError, download_file, is_reachable
 from helpers.modes import grading_mode
-from helpers.paths import data_dir
+from helpers.paths import data_dir, local_file
 from helpers.sample_sms import sample_sms_collection
 from helpers.tokenizer import END_OF_TEXT_ID, gpt2_tokenizer
 
@@ -74,14 +74,9 @@ def _extract_member(zip_path: Path, dest: Path) -> Path:
 
 
 def _resolve_local(path: str | os.PathLike) -> Path:
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = path / MEMBER_NAME
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"No SMS Spam Collection at {path}. Give the path of the `{MEMBER_NAME}` file "
-            "(or of the UCI zip `sms+spam+collection.zip`, or of a folder holding the file)."
-        )
+    path = local_file(path, MEMBER_NAME, "SMS Spam Collection",
+                      f"Give the path of the `{MEMBER_NAME}` file (or of the UCI zip "
+                      "`sms+spam+collection.zip`, or of a folder holding the file).")
     if zipfile.is_zipfile(path):
         return _extract_member(path, sms_folder() / MEMBER_NAME)
     return path

@@ -17,7 +17,7 @@ from autograder.solutions import (
     replace_linear_with_lora,
     train_step,
 )
-from helpers import training
+from helpers import devices
 from helpers.gpt import GPTModel
 from helpers.lora_merge import count_lora_wrappers, lora_update, merge_lora, merged_lora
 from helpers.spam_data import (
@@ -27,14 +27,8 @@ from helpers.spam_data import (
     spam_loaders,
     spam_splits,
 )
-from helpers.training import (
-    Precision,
-    autocast_forward,
-    evaluate,
-    frozen_weights_in,
-    resolve_precision,
-    train_classifier,
-)
+from helpers.precision import Precision, autocast_forward, frozen_weights_in, resolve_precision
+from helpers.training import evaluate, train_classifier
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: see conftest
 
@@ -196,11 +190,11 @@ def test_resolve_precision(monkeypatch):
         resolve_precision("fp16", "cpu")
     with pytest.raises(ValueError, match="Unknown precision"):
         resolve_precision("int8", "cpu")
-    monkeypatch.setattr(training, "cpu_bf16_instructions", lambda: None)
+    monkeypatch.setattr(devices, "cpu_bf16_instructions", lambda: None)
     auto = resolve_precision("auto", "cpu")
     assert auto.dtype is None and "no bf16" in auto.reason
     assert "emulated" in resolve_precision("bf16", "cpu").reason
-    monkeypatch.setattr(training, "cpu_bf16_instructions", lambda: "AVX512-BF16")
+    monkeypatch.setattr(devices, "cpu_bf16_instructions", lambda: "AVX512-BF16")
     auto = resolve_precision("auto", "cpu")
     assert auto.dtype == torch.bfloat16 and "AVX512-BF16" in auto.describe()
     assert resolve_precision("auto", "meta").dtype is None  # other devices: fp32 unless asked
