@@ -101,6 +101,26 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     dropout_p: float = 0.0) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + causal mask) v for (batch, heads, seq, head_dim) inputs.
+
+    Token i attends to tokens 0..i only, so right padding never changes the output at a real
+    token. float32 and GPUs use `F.scaled_dot_product_attention`. On a CPU in bf16 or fp16
+    (under autocast) the same formula is written out, with the softmax in float32: torch's
+    fused CPU kernel is several times slower there for the short sequences of this lab
+    (its backward pass above all; see benchmarks/README.md).
+    """
+    if q.device.type != "cpu" or q.dtype == torch.float32:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
+    t = q.shape[-2]
+    scores = (q @ k.transpose(-2, -1)).float() * q.shape[-1] ** -0.5
+    future = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
+    weights = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+    weights = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
+    return weights.to(v.dtype) @ v
+
+
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with separate query, key and value projections."""
 
@@ -128,11 +148,7 @@ class MultiHeadAttention(nn.Module):
         q = self._split_heads(self.W_query(x))
         k = self._split_heads(self.W_key(x))
         v = self._split_heads(self.W_value(x))
-        # Causal mask: token i attends to tokens 0..i only, so right padding never
-        # changes the output at a real token.
-        context = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-        )
+        context = causal_attention(q, k, v, self.dropout if self.training else 0.0)
         context = context.transpose(1, 2).reshape(b, t, self.d_out)
         return self.out_proj(context)
 

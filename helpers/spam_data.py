@@ -310,13 +310,71 @@ class LengthBucketSampler(Sampler[list[int]]):
             yield batch.tolist()
 
 
+class ClassMixedLengthSampler(Sampler[list[int]]):
+    """Batches as short as they can be while every batch holds each class in its share.
+
+    Each class's messages are ranked by length (ties in random order, drawn again every
+    epoch); the message at rank r of a class of n gets the key (r + u) / n, u uniform in
+    [0, 1): its length quantile within its class. All messages are sorted by that key and cut
+    into batches, so a batch takes messages of the same quantile from every class (4 ham and
+    4 spam of 8 in the balanced split): about as short as mixed batches can be. Spam is
+    longer than ham, so these batches pad more than `LengthBucketSampler`'s (which are mostly
+    of one class) and much less than random ones. With `shuffle` the order of the batches is
+    random. Every index appears exactly once per epoch; the same `seed` gives the same epochs.
+    """
+
+    def __init__(self, lengths: Sequence[int], labels: Sequence[int], batch_size: int,
+                 shuffle: bool = True, seed: int = 123):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        if len(lengths) != len(labels):
+            raise ValueError(f"{len(lengths)} lengths for {len(labels)} labels.")
+        self.lengths = torch.as_tensor(lengths)
+        self.labels = torch.as_tensor(labels)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self):
+        keys = torch.empty(len(self.lengths))
+        for label in self.labels.unique():
+            members = torch.nonzero(self.labels == label).flatten()
+            members = members[torch.randperm(len(members), generator=self.generator)]
+            members = members[torch.argsort(self.lengths[members], stable=True)]
+            jitter = torch.rand(len(members), generator=self.generator)
+            keys[members] = (torch.arange(len(members)) + jitter) / len(members)
+        batches = list(torch.argsort(keys).split(self.batch_size))
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator)]
+        for batch in batches:
+            yield batch.tolist()
+
+
+BUCKETS = (False, True, "length", "mixed")
+
+
 def make_loader(dataset: SpamDataset, batch_size: int = 8, shuffle: bool = False,
-                bucket: bool = False, pad_to: int | None = None, seed: int = 123,
+                bucket: bool | str = False, pad_to: int | None = None, seed: int = 123,
                 num_workers: int = 0) -> DataLoader:
-    """A DataLoader of `SpamBatch`es padded per batch (or to `pad_to`), optionally bucketed."""
+    """A DataLoader of `SpamBatch`es padded per batch (or to `pad_to`).
+
+    bucket: False, random batches (or in order without `shuffle`); True or "length",
+    `LengthBucketSampler` (least padding, batches mostly of one class); "mixed",
+    `ClassMixedLengthSampler` (short batches with both classes in each).
+    """
+    if bucket not in BUCKETS:
+        raise ValueError(f"bucket={bucket!r}: use False, True (or 'length') or 'mixed'.")
     collate = _Collator(pad_to)
     if bucket:
-        sampler = LengthBucketSampler(dataset.lengths(), batch_size, shuffle=shuffle, seed=seed)
+        if bucket == "mixed":
+            sampler = ClassMixedLengthSampler(dataset.lengths(), dataset.labels, batch_size,
+                                              shuffle=shuffle, seed=seed)
+        else:
+            sampler = LengthBucketSampler(dataset.lengths(), batch_size, shuffle=shuffle,
+                                          seed=seed)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
                           num_workers=num_workers)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
@@ -331,9 +389,13 @@ class SpamLoaders(NamedTuple):
 
 
 def spam_loaders(batch_size: int = 8, seed: int = 123, max_length: int | None = None,
-                 bucket: bool = False, pad_to: int | None = None,
+                 bucket: bool | str = "mixed", pad_to: int | None = None,
                  path: str | os.PathLike | None = None, tokenizer=None) -> SpamLoaders:
     """Train (shuffled), validation and test loaders of the balanced split, in one call.
+
+    bucket (see `make_loader`): "mixed" (default) batches messages of similar length quantile
+    with both classes in every batch; True groups by length alone (fastest, mostly
+    single-class batches); False gives the original lab's random batches.
 
     Validation and test messages are truncated to the training set's `max_length` (by default
     its longest message), as in the original lab. `pad_to=256` pads every batch to 256
@@ -354,7 +416,8 @@ def describe_batching(loader) -> dict:
     """How a loader batches: {'batch_size', 'order', 'padding', 'text'}.
 
     order: 'length-bucketed' (LengthBucketSampler; batches of similar lengths, shuffled
-    order of batches when the loader shuffles), 'shuffled' or 'in order'; padding: 'per batch'
+    order of batches when the loader shuffles), 'length-grouped with both classes in each
+    batch' (ClassMixedLengthSampler), 'shuffled' or 'in order'; padding: 'per batch'
     or 'to N' tokens. Loaders that are not this module's DataLoaders give 'unknown' fields.
     """
     info = {"batch_size": None, "order": "unknown", "padding": "unknown"}
@@ -363,6 +426,10 @@ def describe_batching(loader) -> dict:
         if isinstance(sampler, LengthBucketSampler):
             info["batch_size"] = sampler.batch_size
             info["order"] = "length-bucketed" + (", shuffled" if sampler.shuffle else "")
+        elif isinstance(sampler, ClassMixedLengthSampler):
+            info["batch_size"] = sampler.batch_size
+            info["order"] = ("length-grouped with both classes in each batch"
+                             + (", shuffled" if sampler.shuffle else ""))
         else:
             info["batch_size"] = loader.batch_size
             info["order"] = "shuffled" if isinstance(loader.sampler, RandomSampler) else "in order"

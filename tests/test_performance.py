@@ -86,6 +86,29 @@ def test_bucketed_loader_gives_every_message_once_per_epoch_with_less_padding(sm
     assert padded["bucketed"] < 1.05 * real < padded["plain"]
 
 
+def test_default_batches_are_short_and_mixed_in_class(sms_file):
+    loaders = {bucket: spam_loaders(batch_size=8, seed=7, path=sms_file, bucket=bucket).train
+               for bucket in (False, True, "mixed")}
+    mixed = loaders["mixed"]
+    assert spam_loaders(path=sms_file).train.batch_sampler.__class__ is type(mixed.batch_sampler)
+    assert describe_batching(mixed)["order"] == ("length-grouped with both classes in each "
+                                                 "batch, shuffled")
+    labels = torch.tensor(mixed.dataset.labels)
+    epochs = [list(mixed.batch_sampler) for _ in range(2)]
+    for batches in epochs:
+        assert sorted(i for batch in batches for i in batch) == list(range(len(labels)))
+        full = [batch for batch in batches if len(batch) == 8]
+        assert len(full) == len(batches) - 1
+        assert all(3 <= int(labels[batch].sum()) <= 5 for batch in full)  # 4 ham, 4 spam
+    assert epochs[0] != epochs[1]
+    padded = {name: sum(b.input_ids.numel() for b in loader) for name, loader in loaders.items()}
+    assert padded[True] < padded["mixed"] < 0.85 * padded[False]
+    again = spam_loaders(batch_size=8, seed=7, path=sms_file).train
+    assert list(again.batch_sampler) == epochs[0]
+    with pytest.raises(ValueError, match="bucket='sorted'"):
+        make_loader(mixed.dataset, bucket="sorted")
+
+
 def test_bucketed_and_fixed_padding_give_the_same_batches(sms_file):
     short, fixed = (spam_loaders(path=sms_file, bucket=True, pad_to=p).train for p in (None, 256))
     assert describe_batching(fixed)["padding"] == "to 256"
