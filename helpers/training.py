@@ -25,6 +25,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -38,6 +39,7 @@ from helpers import modes
 from helpers.class_logits import check_class_logits
 from helpers.devices import cpu_bf16_instructions, describe_device, model_device
 from helpers.env_info import pick_device, set_seed
+from helpers.fused_lora import fused_lora
 from helpers.model_mode import model_mode
 from helpers.precision import (
     DTYPE_NAMES,
@@ -69,6 +71,7 @@ class TrainingSettings:
     frozen_weights: str     # 'fp32' or the dtype they are kept in during training
     train_batching: str
     eval_batching: str
+    lora: str = "your LinearWithLoRA layers"  # or the fused equivalent (helpers.fused_lora)
     torch_version: str = torch.__version__
 
     def line(self) -> str:
@@ -77,8 +80,8 @@ class TrainingSettings:
         frozen = ("" if self.frozen_weights == "fp32"
                   else f", frozen Linear weights kept in {self.frozen_weights}")
         return (f"device {self.device_detail} | precision {autocast} "
-                f"({self.precision_reason}){frozen} | train: {self.train_batching} | "
-                f"eval: {self.eval_batching}")
+                f"({self.precision_reason}){frozen} | LoRA: {self.lora} | train: "
+                f"{self.train_batching} | eval: {self.eval_batching}")
 
 
 def _frozen_cast(precision: Precision, frozen_weights: str | bool) -> bool:
@@ -233,7 +236,7 @@ def train_classifier(model: nn.Module, train_loader: Iterable, val_loader: Itera
                      eval_every: int | None = None, eval_batches: int = 5,
                      max_batches: int | None = None, seed: int | None = None,
                      progress: bool = True, precision: str = "auto",
-                     frozen_weights: str | bool = "auto") -> History:
+                     frozen_weights: str | bool = "auto", fuse_lora: bool = False) -> History:
     """Train `model` for `num_epochs` with the student's `step_fn`; returns a `History`.
 
     device: None picks cuda, mps or cpu (see helpers.env_info.pick_device); the model is
@@ -246,7 +249,10 @@ def train_classifier(model: nn.Module, train_loader: Iterable, val_loader: Itera
     "fp32", "bf16" or "fp16"; it applies to the training steps and to the evaluations, see
     `helpers.precision.resolve_precision`. frozen_weights: "auto" keeps the frozen Linear
     weights in the autocast dtype during training (same numbers, less work), False keeps them
-    float32. The settings are printed first (with `progress`) and kept in `history.settings`.
+    float32. fuse_lora: train through `helpers.fused_lora` (each LoRA layer's frozen product
+    and down-projection in one matrix product, the same function checked against your
+    layers first; they are put back afterwards); False (default) runs your layers as written.
+    The settings are printed first (with `progress`) and kept in `history.settings`.
     """
     if seed is not None:
         set_seed(seed)
@@ -260,11 +266,14 @@ def train_classifier(model: nn.Module, train_loader: Iterable, val_loader: Itera
                              device=device, precision=resolved, eval_every=eval_every,
                              eval_batches=eval_batches, train_batches=train_batches,
                              total=total, progress=progress)
-    history = History(settings=asdict(described))
-    if progress:
-        tqdm.write(f"settings: {described.line()}")
     frozen_dtype = resolved.dtype if described.frozen_weights != "fp32" else None
-    with frozen_weights_in(model, frozen_dtype):
+    fusing = fused_lora(model, resolved.dtype) if fuse_lora else nullcontext(None)
+    with fusing as fused, frozen_weights_in(model, frozen_dtype):
+        if fused is not None:
+            described.lora = fused.describe()
+        history = History(settings=asdict(described))
+        if progress:
+            tqdm.write(f"settings: {described.line()}")
         for epoch in range(1, num_epochs + 1):
             _train_epoch(model, train_loader, val_loader, optimizer, settings, history, epoch)
     return history

@@ -20,14 +20,15 @@ from autograder.solutions import (
 from helpers import devices
 from helpers.gpt import GPTModel
 from helpers.lora_merge import count_lora_wrappers, lora_update, merge_lora, merged_lora
+from helpers.precision import Precision, autocast_forward, frozen_weights_in, resolve_precision
 from helpers.spam_data import (
+    SpamBatch,
     SpamDataset,
     describe_batching,
     make_loader,
     spam_loaders,
     spam_splits,
 )
-from helpers.precision import Precision, autocast_forward, frozen_weights_in, resolve_precision
 from helpers.training import evaluate, train_classifier
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: see conftest
@@ -303,3 +304,46 @@ def test_frozen_weights_stay_float32_when_asked(tiny_cfg, messages):
         train_classifier(model, loader, loader, make_optimizer(model), num_epochs=1,
                          step_fn=train_step, logits_fn=last_token_logits, progress=False,
                          frozen_weights="sometimes")
+
+
+def test_gpu_choices_are_made_right_without_a_gpu(monkeypatch, tiny_cfg):
+    from helpers import env_info
+    from helpers.devices import batch_to_device, cuda_bf16_native
+    from helpers.training import training_settings
+
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Mock H100")
+    for capability, native in (((9, 0), True), ((8, 0), True), ((7, 5), False)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
+        assert cuda_bf16_native("cuda") is native
+        precision = resolve_precision("auto", "cuda")
+        assert precision.dtype == (torch.bfloat16 if native else None), capability
+    assert env_info.pick_device() == torch.device("cuda")  # cuda first when there is one
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (9, 0))
+    settings, precision = training_settings([], device=None)
+    assert settings.device == "cuda" and settings.device_detail == "cuda (Mock H100)"
+    assert precision.name == "bf16" and settings.frozen_weights == "bf16"
+    assert resolve_precision("fp16", "cuda").dtype == torch.float16  # on request only
+
+    entered = []
+
+    class RecordingAutocast:  # what torch.autocast would be asked on the GPU
+        def __init__(self, device_type, dtype):
+            entered.append((device_type, dtype))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    monkeypatch.setattr(torch, "autocast", RecordingAutocast)
+    model = nn.Linear(3, 2)
+    with autocast_forward(model, precision, "cuda"):
+        out = model(torch.randn(4, 3))
+    assert entered == [("cuda", torch.bfloat16)] and out.dtype == torch.float32
+    batch = SpamBatch(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, dtype=torch.long),
+                      torch.ones(2, dtype=torch.long))
+    moved = batch_to_device(batch, "meta")  # any device but the CPU: every part moves
+    assert isinstance(moved, SpamBatch) and all(t.device.type == "meta" for t in moved)
