@@ -302,7 +302,10 @@ class LengthBucketSampler(Sampler[list[int]]):
 
     def __iter__(self):
         order = torch.randperm(len(self.lengths), generator=self.generator)
-        order = order[torch.argsort(self.lengths[order], stable=True)]
+        yield from self._cut(order[torch.argsort(self.lengths[order], stable=True)])
+
+    def _cut(self, order: torch.Tensor):
+        """Batches of consecutive indices of `order`, in random order with `shuffle`."""
         batches = list(order.split(self.batch_size))
         if self.shuffle:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator)]
@@ -310,7 +313,7 @@ class LengthBucketSampler(Sampler[list[int]]):
             yield batch.tolist()
 
 
-class ClassMixedLengthSampler(Sampler[list[int]]):
+class ClassMixedLengthSampler(LengthBucketSampler):
     """Batches as short as they can be while every batch holds each class in its share.
 
     Each class's messages are ranked by length (ties in random order, drawn again every
@@ -325,18 +328,10 @@ class ClassMixedLengthSampler(Sampler[list[int]]):
 
     def __init__(self, lengths: Sequence[int], labels: Sequence[int], batch_size: int,
                  shuffle: bool = True, seed: int = 123):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
         if len(lengths) != len(labels):
             raise ValueError(f"{len(lengths)} lengths for {len(labels)} labels.")
-        self.lengths = torch.as_tensor(lengths)
+        super().__init__(lengths, batch_size, shuffle=shuffle, seed=seed)
         self.labels = torch.as_tensor(labels)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
 
     def __iter__(self):
         keys = torch.empty(len(self.lengths))
@@ -346,11 +341,7 @@ class ClassMixedLengthSampler(Sampler[list[int]]):
             members = members[torch.argsort(self.lengths[members], stable=True)]
             jitter = torch.rand(len(members), generator=self.generator)
             keys[members] = (torch.arange(len(members)) + jitter) / len(members)
-        batches = list(torch.argsort(keys).split(self.batch_size))
-        if self.shuffle:
-            batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator)]
-        for batch in batches:
-            yield batch.tolist()
+        yield from self._cut(torch.argsort(keys))
 
 
 BUCKETS = (False, True, "length", "mixed")
@@ -423,13 +414,11 @@ def describe_batching(loader) -> dict:
     info = {"batch_size": None, "order": "unknown", "padding": "unknown"}
     if isinstance(loader, DataLoader):
         sampler = loader.batch_sampler
-        if isinstance(sampler, LengthBucketSampler):
+        if isinstance(sampler, LengthBucketSampler):  # ClassMixedLengthSampler included
             info["batch_size"] = sampler.batch_size
-            info["order"] = "length-bucketed" + (", shuffled" if sampler.shuffle else "")
-        elif isinstance(sampler, ClassMixedLengthSampler):
-            info["batch_size"] = sampler.batch_size
-            info["order"] = ("length-grouped with both classes in each batch"
-                             + (", shuffled" if sampler.shuffle else ""))
+            mixed = isinstance(sampler, ClassMixedLengthSampler)
+            info["order"] = ("length-grouped with both classes in each batch" if mixed
+                             else "length-bucketed") + (", shuffled" if sampler.shuffle else "")
         else:
             info["batch_size"] = loader.batch_size
             info["order"] = "shuffled" if isinstance(loader.sampler, RandomSampler) else "in order"
