@@ -8,10 +8,22 @@ the speed-up over the original lab for
 - transformers + PEFT (when both are installed): Hugging Face's GPT2ForSequenceClassification
   with PEFT LoRA rank 8 on c_attn, attn.c_proj, mlp.c_fc and mlp.c_proj, padding per batch,
   float32;
+- transformers + PEFT at its best: the same model with the two lines a skilled user adds,
+  bf16 autocast around the forward pass (where the CPU has bf16 instructions) and
+  length-grouped batches from the Trainer's own `LengthGroupedSampler` (`group_by_length`);
 - the pack before issue 7: padding per batch, float32;
-- the pack's defaults: `spam_loaders()` and `train_classifier()` as they are;
-- the pack's fastest settings: `spam_loaders(bucket=True)` and `train_classifier()`;
-- the same in float32, what a CPU without bf16 instructions gets.
+- the pack's defaults: `spam_loaders()` and `train_classifier()` as they are (length-grouped
+  batches with both classes in each, bf16 autocast where the CPU has bf16, the student's
+  LinearWithLoRA layers as written);
+- the pack's fastest settings: `spam_loaders(bucket=True)` and
+  `train_classifier(fuse_lora=True)` (helpers.fused_lora);
+- the same without the fused layers (the student's layers, bucketed batches);
+- the fastest settings in float32, what a CPU without bf16 instructions gets.
+
+Before the pipelines it measures the machine's matrix-product peak in bf16 and in float32
+(GPT-2 small's layer shapes, the same threads), and prints each pipeline's share of it: real
+tokens per second x FLOP per real token (forward pass plus the input gradients through the
+frozen weights, 2 x 85M multiply-adds = 0.34 GFLOP) over the peak of the dtype it computes in.
 
 Setup (as the design notes' reference figures): GPT-2 small shapes with random weights, LoRA
 rank 8, alpha 16 on every Linear but the head, a 2-class head, AdamW (lr 5e-4, weight decay
@@ -55,14 +67,19 @@ SEED = 123
 BATCH_SIZE = 8
 
 FULL_EPOCH_PIPELINES = ("defaults", "fastest")
+# 2 FLOP per multiply-add x (forward + input gradients) x 85M frozen Linear weights (12 x 12 x 768^2)
+FLOP_PER_REAL_TOKEN = 2 * 2 * 12 * 12 * 768 ** 2
+BASELINE = "peft_best"  # the speed-up column is against this row (and against the original)
 PIPELINES = {
     "original": "original lab: pad to 256, fp32",
     "longest": "pad to the longest message ({longest}), fp32",
     "peft": "transformers + PEFT, padding per batch, fp32",
+    "peft_best": "transformers + PEFT at its best: {peft_precision} autocast, group_by_length",
     "pack_fp32": "pack before issue 7: padding per batch, fp32",
     "defaults": "pack defaults: spam_loaders() + train_classifier()",
-    "fastest": "pack fastest: spam_loaders(bucket=True) + train_classifier()",
-    "fastest_fp32": "pack fastest without bf16: bucket=True, precision='fp32'",
+    "fastest": "pack fastest: spam_loaders(bucket=True) + train_classifier(fuse_lora=True)",
+    "fastest_unfused": "pack bucketed, your layers: bucket=True, fuse_lora=False",
+    "fastest_fp32": "pack fastest without bf16: bucket=True, fuse_lora=True, precision='fp32'",
 }
 
 
@@ -157,6 +174,48 @@ def _peft_model():
     return get_peft_model(model, lora)
 
 
+def peft_precision() -> str:
+    """What a skilled PEFT user autocasts to on this CPU: bf16 with bf16 instructions."""
+    from helpers.devices import cpu_bf16_instructions
+
+    return "bf16" if cpu_bf16_instructions() else "fp32"
+
+
+def group_by_length_loader(dataset, seed: int):
+    """Batches as the Hugging Face Trainer makes them with `group_by_length=True`."""
+    import torch
+    from torch.utils.data import DataLoader
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from helpers.spam_data import collate_spam
+
+    sampler = LengthGroupedSampler(BATCH_SIZE, lengths=dataset.lengths(),
+                                   generator=torch.Generator().manual_seed(seed))
+    return DataLoader(dataset, batch_size=BATCH_SIZE, sampler=sampler, collate_fn=collate_spam)
+
+
+def matmul_peak_gflops(dtype_name: str, threads: int | None, seconds: float = 1.5) -> float:
+    """Best GFLOP/s of the matrix products of a GPT-2 small layer (256 tokens) in `dtype`."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
+    tokens, width = 256, 768
+    shapes = [(tokens, width, 3 * width), (tokens, width, 4 * width), (tokens, 4 * width, width)]
+    best = 0.0
+    for m, k, n in shapes:
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+        a @ b  # warm-up: allocations, packing code
+        deadline = time.perf_counter() + seconds / len(shapes)
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            for _ in range(5):
+                a @ b
+            best = max(best, 5 * 2 * m * k * n / (time.perf_counter() - start) / 1e9)
+    return best
+
+
 def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None,
                  full_epoch: bool = False) -> dict:
     import torch
@@ -174,22 +233,29 @@ def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None,
         "original": dict(pad_to=FIXED_LENGTH, bucket=False),
         "longest": dict(pad_to=longest, bucket=False),
         "peft": dict(bucket=False),
+        "peft_best": dict(bucket=False),  # its dataset; the batches are group_by_length's
         "pack_fp32": dict(bucket=False),
         "defaults": dict(),
         "fastest": dict(bucket=True),
+        "fastest_unfused": dict(bucket=True),
         "fastest_fp32": dict(bucket=True),
     }[name]
     loader = spam_loaders(BATCH_SIZE, SEED, path=sms, **loader_options).train
+    if name == "peft_best":
+        loader = group_by_length_loader(loader.dataset, SEED)
     torch.manual_seed(SEED)
     batches = list(loader)  # the first epoch, in order
     sample = stratified_sample(batches, n_batches)
     warmup = [batches[sample[-1]], batches[sample[0]]]  # the widest first: allocations
     timed_batches = [batches[i] for i in sample]
-    result = {"name": name, "label": PIPELINES[name].format(longest=longest),
+    batching = ("batches of 8, Trainer's LengthGroupedSampler (group_by_length), padded per "
+                "batch" if name == "peft_best" else describe_batching(loader)["text"])
+    result = {"name": name, "label": PIPELINES[name].format(longest=longest,
+                                                            peft_precision=peft_precision()),
               "epoch_batches": len(batches), "sample": sample,
               "padded_tokens_per_batch": sum(b.input_ids.numel() for b in batches) / len(batches),
               "real_tokens_per_epoch": sum(int((b.last_idx + 1).sum()) for b in batches),
-              "batching": describe_batching(loader)["text"], "settings": None}
+              "batching": batching, "settings": None}
 
     starts, ends = [], []
 
@@ -202,17 +268,19 @@ def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None,
             return loss
         return wrapper
 
-    if name == "peft":
+    if name in ("peft", "peft_best"):
         model = _peft_model()
         trainable, total = count_parameters(model)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                       lr=5e-4, weight_decay=0.1)
+        precision = peft_precision() if name == "peft_best" else "fp32"
 
         @timed
         def step(batch):
             optimizer.zero_grad(set_to_none=True)
-            logits = model(input_ids=batch.input_ids).logits
-            loss = F.cross_entropy(logits, batch.labels)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                logits = model(input_ids=batch.input_ids).logits
+            loss = F.cross_entropy(logits.float(), batch.labels)
             loss.backward()
             optimizer.step()
             return loss.item()
@@ -221,31 +289,37 @@ def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None,
         baseline, reset = current_rss_mib(), reset_peak_rss()
         for batch in warmup + timed_batches:
             step(batch)
-        result["settings"] = {"precision": "fp32", "precision_reason": "transformers default",
+        reason = ("torch.autocast around the forward pass" if precision == "bf16"
+                  else "transformers default")
+        result["settings"] = {"precision": precision, "precision_reason": reason,
                               "frozen_weights": "fp32"}
+        peak_during_sample = peak_rss_mib(reset)
     else:
         model = _own_model()
         trainable, total = count_parameters(model)
         optimizer = make_optimizer(model, lr=5e-4, weight_decay=0.1)
         fp32 = ("original", "longest", "pack_fp32", "fastest_fp32")
         precision = "fp32" if name in fp32 else "auto"
+        fuse = name in ("fastest", "fastest_fp32")
         # The pack's real loop (its settings, autocast and frozen-weight handling) on the
         # warm-up then the timed batches; its end-of-epoch evaluation is not timed.
         baseline, reset = current_rss_mib(), reset_peak_rss()
         called = time.perf_counter()
         history = train_classifier(model, OneEpoch(warmup + timed_batches), [], optimizer, 1,
                                    step_fn=timed(train_step), logits_fn=last_token_logits,
-                                   device="cpu", progress=False, precision=precision)
+                                   device="cpu", progress=False, precision=precision,
+                                   fuse_lora=fuse)
         result["setup_seconds"] = starts[0] - called  # once per train_classifier call
         result["settings"] = history.settings
         peak_during_sample = peak_rss_mib(reset)
         if full_epoch:  # check the extrapolation: the whole epoch, as a student runs it
             history = train_classifier(model, OneEpoch(batches), [], optimizer, 1,
                                        step_fn=train_step, logits_fn=last_token_logits,
-                                       device="cpu", progress=False, precision=precision)
+                                       device="cpu", progress=False, precision=precision,
+                                       fuse_lora=fuse)
             result["full_epoch_seconds"] = history.epoch_seconds[0]
 
-    peak, source = peak_during_sample if name != "peft" else peak_rss_mib(reset)
+    peak, source = peak_during_sample
     n_timed = len(timed_batches)
     per_batch = (ends[-1] - starts[len(warmup)]) / n_timed  # steps and the loop around them
     result.update(
@@ -406,14 +480,17 @@ def main(argv=None) -> int:
 
     import torch
 
-    from helpers.training import cpu_bf16_instructions
+    from helpers.devices import cpu_bf16_instructions
 
     names = [name for name in PIPELINES if not args.only or name in args.only or
              name == "original"]
     skipped = []
-    if "peft" in names and not peft_available():
-        names.remove("peft")
-        skipped.append("transformers + PEFT: not installed (pip install transformers peft)")
+    if not peft_available():
+        for name in ("peft", "peft_best"):
+            if name in names:
+                names.remove(name)
+                skipped.append(f"{PIPELINES[name].split(':')[0]}: not installed "
+                               "(pip install -r requirements-test.txt)")
     started = dt.datetime.now(dt.timezone.utc)
     threads = args.threads or torch.get_num_threads()
     loads = [load_average()]
@@ -423,6 +500,9 @@ def main(argv=None) -> int:
           f"{platform.python_version()}, torch {torch.__version__}, {threads} threads | "
           f"load average {loads[0]:.2f}, busy cores before start "
           f"{'?' if idle_check is None else f'{idle_check:.2f}'}")
+    peaks = {dtype: matmul_peak_gflops(dtype, threads) for dtype in ("bf16", "fp32")}
+    print(f"matrix-product peak (GPT-2 small layer shapes, 256 tokens, {threads} threads): "
+          f"bf16 {peaks['bf16']:,.0f} GFLOP/s, fp32 {peaks['fp32']:,.0f} GFLOP/s", flush=True)
     results = {}
     with tempfile.TemporaryDirectory(prefix="lora-bench-") as tmp:
         for name in names:
@@ -443,27 +523,36 @@ def main(argv=None) -> int:
 
     grading = time_grading(timeout=900) if args.grading else None
     original = results["original"]["seconds_per_epoch"]
-    peft = results.get("peft", {}).get("seconds_per_epoch")
+    best = results.get(BASELINE, {}).get("seconds_per_epoch")
     n = results["original"]["epoch_batches"]
     print(f"\n| pipeline | padded tokens per batch | s/epoch ({n} batches, est.) | real tokens/s "
-          "| peak RSS while training (MiB) | RSS rise over the loaded model (MiB) "
-          "| speed-up vs original" + (" | vs PEFT |" if peft else " |"))
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---:" + (" | ---: |" if peft else " |"))
+          "| share of the peak | peak RSS while training (MiB) | RSS rise over the loaded "
+          "model (MiB) | speed-up vs original" + (" | vs PEFT at its best |" if best else " |"))
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---:"
+          + (" | ---: |" if best else " |"))
     for name, r in results.items():
         tokens_per_s = r["real_tokens_per_epoch"] / r["seconds_per_epoch"]
+        dtype = "fp32" if r["settings"]["precision"] == "fp32" else "bf16"
+        share = tokens_per_s * FLOP_PER_REAL_TOKEN / 1e9 / peaks[dtype]
         above = ("n/a" if r["baseline_rss_mib"] is None or r["rss_source"] != "VmHWM"
                  else f"{r['peak_rss_mib'] - r['baseline_rss_mib']:,.0f}")
-        versus_peft = f" | {peft / r['seconds_per_epoch']:.2f}x |" if peft else " |"
+        versus_best = f" | {best / r['seconds_per_epoch']:.2f}x |" if best else " |"
         print(f"| {r['label']} | {r['padded_tokens_per_batch']:,.0f} | "
-              f"{r['seconds_per_epoch']:,.1f} | {tokens_per_s:,.0f} | {r['peak_rss_mib']:,.0f} | "
-              f"{above} | {original / r['seconds_per_epoch']:.1f}x{versus_peft}")
+              f"{r['seconds_per_epoch']:,.1f} | {tokens_per_s:,.0f} | {share:.0%} of {dtype} | "
+              f"{r['peak_rss_mib']:,.0f} | {above} | "
+              f"{original / r['seconds_per_epoch']:.1f}x{versus_best}")
+    real = results["original"]["real_tokens_per_epoch"]
+    floor = real * FLOP_PER_REAL_TOKEN / 1e9 / peaks["bf16"]
+    print(f"\nfloor: {real:,} real tokens per epoch x {FLOP_PER_REAL_TOKEN / 1e9:.2f} GFLOP = "
+          f"{real * FLOP_PER_REAL_TOKEN / 1e12:.1f} TFLOP, {floor:.1f} s at the bf16 peak")
     print()
     for name, r in results.items():
         s = r["settings"]
         frozen = ("" if s["frozen_weights"] == "fp32"
                   else f", frozen Linear weights kept in {s['frozen_weights']}")
+        lora = f"; LoRA: {s['lora']}" if "lora" in s else ""
         print(f"- {r['label']}: {r['batching']}; precision {s['precision']} "
-              f"({s['precision_reason']}){frozen}")
+              f"({s['precision_reason']}){frozen}{lora}")
     for name, r in results.items():
         if "full_epoch_seconds" in r:
             full = r["full_epoch_seconds"]
@@ -471,8 +560,8 @@ def main(argv=None) -> int:
                   f"{full:.1f} s (estimate {r['seconds_per_epoch']:.1f} s), "
                   f"{original / full:.1f}x the original's estimate")
     for name, r in results.items():
-        if name == "peft":
-            print(f"- transformers + PEFT: trainable {r['trainable']:,} of {r['total']:,} "
+        if name in ("peft", "peft_best"):
+            print(f"- {r['label']}: trainable {r['trainable']:,} of {r['total']:,} "
                   "(c_attn is one fused qkv Linear 768->2304: rank 8 there is 24,576 "
                   "parameters, against 36,864 for three separate q, k, v layers; score head "
                   "768x2 without bias); no attention mask (right padding + causal attention, "
@@ -498,7 +587,8 @@ def main(argv=None) -> int:
         print("- WARNING: other processes were running; timings are not reliable (re-run "
               "when the machine is idle).")
     if args.json:
-        args.json.write_text(json.dumps({"started": started.isoformat(), "results": results,
+        args.json.write_text(json.dumps({"started": started.isoformat(), "peaks": peaks,
+                                         "results": results,
                                          "grading": grading, "loads": loads}, indent=1))
     return 0
 

@@ -10,6 +10,8 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 import torch
 
+from helpers.devices import describe_device
+
 DEVICE_VAR = "LORA_LAB_DEVICE"
 REPORTED_PACKAGES = ("torch", "tiktoken", "pandas", "matplotlib", "jupyterlab", "numpy")
 
@@ -37,15 +39,6 @@ def pick_device(preferred: str | None = None) -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def describe_device(device: torch.device) -> str:
-    """'cuda (NVIDIA H100 ...)', 'mps (Apple GPU)' or 'cpu (N threads, x86_64)'."""
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    if device.type == "mps":
-        return "mps (Apple GPU)"
-    return f"cpu ({torch.get_num_threads()} threads, {platform.machine()})"
 
 
 def _package_version(name: str) -> str:

@@ -17,6 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers.devices import model_device
+from helpers.model_mode import model_mode
+
 BASE_CONFIG: dict = {
     "vocab_size": 50257,
     "context_length": 1024,
@@ -98,6 +101,26 @@ class FeedForward(nn.Module):
         return self.layers(x)
 
 
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     dropout_p: float = 0.0) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + causal mask) v for (batch, heads, seq, head_dim) inputs.
+
+    Token i attends to tokens 0..i only, so right padding never changes the output at a real
+    token. float32 and GPUs use `F.scaled_dot_product_attention`. On a CPU in bf16 or fp16
+    (under autocast) the same formula is written out, with the softmax in float32: torch's
+    fused CPU kernel is several times slower there for the short sequences of this lab
+    (its backward pass above all; see benchmarks/README.md).
+    """
+    if q.device.type != "cpu" or q.dtype == torch.float32:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout_p)
+    t = q.shape[-2]
+    scores = (q @ k.transpose(-2, -1)).float() * q.shape[-1] ** -0.5
+    future = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
+    weights = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+    weights = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
+    return weights.to(v.dtype) @ v
+
+
 class MultiHeadAttention(nn.Module):
     """Causal multi-head self-attention with separate query, key and value projections."""
 
@@ -125,11 +148,7 @@ class MultiHeadAttention(nn.Module):
         q = self._split_heads(self.W_query(x))
         k = self._split_heads(self.W_key(x))
         v = self._split_heads(self.W_value(x))
-        # Causal mask: token i attends to tokens 0..i only, so right padding never
-        # changes the output at a real token.
-        context = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-        )
+        context = causal_attention(q, k, v, self.dropout if self.training else 0.0)
         context = context.transpose(1, 2).reshape(b, t, self.d_out)
         return self.out_proj(context)
 
@@ -186,22 +205,19 @@ def generate_greedy(model: nn.Module, idx: torch.Tensor, max_new_tokens: int,
                     context_size: int | None = None, eos_id: int | None = None) -> torch.Tensor:
     """Append `max_new_tokens` tokens to `idx` (batch, seq), always taking the most likely one."""
     context_size = context_size or model.cfg["context_length"]
-    was_training = model.training
-    model.eval()
-    for _ in range(max_new_tokens):
-        logits = model(idx[:, -context_size:])[:, -1, :]
-        next_id = logits.argmax(dim=-1, keepdim=True)
-        idx = torch.cat([idx, next_id], dim=1)
-        if eos_id is not None and bool((next_id == eos_id).all()):
-            break
-    model.train(was_training)
+    with model_mode(model, False):
+        for _ in range(max_new_tokens):
+            logits = model(idx[:, -context_size:])[:, -1, :]
+            next_id = logits.argmax(dim=-1, keepdim=True)
+            idx = torch.cat([idx, next_id], dim=1)
+            if eos_id is not None and bool((next_id == eos_id).all()):
+                break
     return idx
 
 
 def generate_text(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 20) -> str:
     """Greedy continuation of `prompt` (a quick way to see that real weights loaded)."""
-    device = next(model.parameters()).device
-    ids = torch.tensor([tokenizer.encode(prompt)], device=device)
+    ids = torch.tensor([tokenizer.encode(prompt)], device=model_device(model))
     out = generate_greedy(model, ids, max_new_tokens, eos_id=tokenizer.eot_token)
     return tokenizer.decode(out[0].tolist())
 

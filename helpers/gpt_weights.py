@@ -35,9 +35,9 @@ def _hub_endpoint() -> str:
 
 
 def _resolve_local(path: str | os.PathLike) -> Path:
-    return local_file(path, WEIGHTS_FILE_NAME,
-                      f"No GPT-2 checkpoint: give the path of a `{WEIGHTS_FILE_NAME}` file (or of "
-                      "the folder that holds it) downloaded from the Hugging Face `gpt2` model.")
+    return local_file(path, WEIGHTS_FILE_NAME, "GPT-2 checkpoint",
+                      f"Give the path of a `{WEIGHTS_FILE_NAME}` file (or of the folder that holds "
+                      "it) downloaded from the Hugging Face `gpt2` model.")
 
 
 def gpt2_checkpoint_path(model_name: str = "gpt2-small (124M)",

@@ -12,6 +12,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from helpers.class_logits import check_class_logits
+from helpers.devices import model_device
+from helpers.model_mode import model_mode
 from helpers.spam_data import collate_spam
 
 LABELS = ("ham", "spam")  # class 0, class 1
@@ -44,22 +47,14 @@ def classify_texts(texts: Sequence[str], model: nn.Module, tokenizer,
     context_length = model.pos_emb.weight.shape[0]
     max_length = context_length if max_length is None else min(max_length, context_length)
     encoded = _encode(texts, tokenizer, max_length)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    device = torch.device(device) if device is not None else model_device(model)
     results = []
-    try:
-        with torch.no_grad():
-            for start in range(0, len(encoded), batch_size):
-                chunk = [(ids, 0) for ids in encoded[start:start + batch_size]]
-                input_ids, _, last_idx = collate_spam(chunk).to(device)
-                logits = logits_fn(model(input_ids), last_idx)
-                if logits.shape != (len(chunk), len(LABELS)):
-                    raise ValueError(f"logits_fn returned shape {tuple(logits.shape)}, expected "
-                                     f"({len(chunk)}, {len(LABELS)}): one row of ham/spam "
-                                     "logits per text, at its last real token.")
-                probs, classes = torch.softmax(logits.float(), dim=-1).max(dim=-1)
-                results += [(LABELS[c], p) for c, p in zip(classes.tolist(), probs.tolist())]
-    finally:
-        model.train(was_training)
+    with model_mode(model, False), torch.no_grad():
+        for start in range(0, len(encoded), batch_size):
+            chunk = [(ids, 0) for ids in encoded[start:start + batch_size]]
+            input_ids, _, last_idx = collate_spam(chunk).to(device)
+            logits = logits_fn(model(input_ids), last_idx)
+            check_class_logits(logits, len(chunk), num_classes=len(LABELS))
+            probs, classes = torch.softmax(logits.float(), dim=-1).max(dim=-1)
+            results += [(LABELS[c], p) for c, p in zip(classes.tolist(), probs.tolist())]
     return results

@@ -39,7 +39,8 @@ from torch import nn
 MERGE_RTOL = 1e-4  # relative to the output's scale; fp32 merges are ~1e-7 off
 
 
-def _is_lora_wrapper(module: nn.Module) -> bool:
+def is_lora_wrapper(module: nn.Module) -> bool:
+    """True when `module` looks like the lab's LinearWithLoRA (see the module's docstring)."""
     lora = getattr(module, "lora", None)
     linear = getattr(module, "linear", None)
     if not isinstance(linear, nn.Linear) or lora is None:
@@ -67,10 +68,10 @@ def lora_update(wrapper: nn.Module) -> torch.Tensor:
     return scaling * (A.to(dtype) @ B.to(dtype)).T
 
 
-def _parents(model: nn.Module) -> Iterator[tuple[nn.Module, str, nn.Module]]:
+def children_first(model: nn.Module) -> Iterator[tuple[nn.Module, str, nn.Module]]:
     """(parent, attribute name, child) for every module, children before their parents."""
     for name, child in list(model.named_children()):
-        yield from _parents(child)
+        yield from children_first(child)
         yield model, name, child
 
 
@@ -121,9 +122,9 @@ class LoraMerge:
         return f"LoraMerge({state})"
 
 
-def _check(wrapper: nn.Module, linear: nn.Linear, probe: torch.Tensor,
-           expected: torch.Tensor) -> float:
-    got = linear(probe)
+def relative_error(module: nn.Module, probe: torch.Tensor, expected: torch.Tensor) -> float:
+    """Largest difference between `module(probe)` and `expected`, relative to their scale."""
+    got = module(probe)
     scale = expected.abs().max().clamp_min(1.0)
     return ((got - expected).abs().max() / scale).item()
 
@@ -145,8 +146,8 @@ def merge_lora(model: nn.Module, check: bool = True, exact_undo: bool = True,
     paths = {id(module): path for path, module in model.named_modules()}
     try:
         with torch.no_grad():
-            for parent, name, child in _parents(model):
-                if not _is_lora_wrapper(child):
+            for parent, name, child in children_first(model):
+                if not is_lora_wrapper(child):
                     continue
                 linear = child.linear
                 weight = linear.weight
@@ -161,7 +162,7 @@ def merge_lora(model: nn.Module, check: bool = True, exact_undo: bool = True,
                 handle.merged.append(_Merged(parent, name, child, original))
                 handle.count += 1
                 if check:
-                    error = _check(child, linear, probe, expected)
+                    error = relative_error(linear, probe, expected)
                     handle.max_error = max(handle.max_error, error)
                     tolerance = rtol if weight.dtype in (torch.float32, torch.float64) else 2e-2
                     if not error <= tolerance:
@@ -190,4 +191,4 @@ def merged_lora(model: nn.Module, check: bool = True,
 
 def count_lora_wrappers(model: nn.Module) -> int:
     """How many modules of `model` look like the lab's LinearWithLoRA."""
-    return sum(_is_lora_wrapper(module) for module in model.modules())
+    return sum(is_lora_wrapper(module) for module in model.modules())

@@ -1,7 +1,8 @@
 """Where the course pack reads and writes files: `data/` for downloads, `img/` for plots.
 
 Both default to folders at the repository root and can be moved with an environment
-variable (the autograder points them into each student's working copy).
+variable (the autograder points them into each student's working copy). `local_file` finds a
+file the user points at (the file itself or the folder that holds it).
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ def img_dir() -> Path:
     return path
 
 
-def local_file(path: str | os.PathLike, file_name: str, hint: str) -> Path:
-    """`path` itself, or `path/file_name` when `path` is a folder; FileNotFoundError (ending
-    with `hint`, what to give instead) when there is no such file."""
+def local_file(path: str | os.PathLike, name: str, label: str, hint: str) -> Path:
+    """`path`, or `path/name` when `path` is a folder; else FileNotFoundError.
+
+    The error reads "No {label} at {path}. {hint}".
+    """
     path = Path(path).expanduser()
     if path.is_dir():
-        path = path / file_name
+        path = path / name
     if not path.is_file():
-        raise FileNotFoundError(f"Nothing at {path}. {hint}")
+        raise FileNotFoundError(f"No {label} at {path}. {hint}")
     return path

@@ -36,6 +36,9 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm.auto import tqdm
 
+from helpers.class_logits import check_class_logits, class_logits_problem
+from helpers.devices import batch_to_device, model_device
+from helpers.model_mode import model_mode
 from helpers.paths import img_dir
 
 Batch = Sequence[Any]
@@ -52,22 +55,12 @@ def inputs_labels_forward(model: nn.Module, batch: Batch) -> tuple[torch.Tensor,
     return model(batch[0]), batch[1]
 
 
-def _to_device(batch: Batch, device: torch.device) -> Batch:
-    moved = [part.to(device) if isinstance(part, torch.Tensor) else part for part in batch]
-    return type(batch)(*moved) if hasattr(batch, "_fields") else tuple(moved)
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+def _on_model_device(model: nn.Module, batch: Batch) -> Batch:
+    return batch_to_device(batch, model_device(model))
 
 
 def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
-        raise ValueError(
-            f"forward_fn gave logits {tuple(logits.shape)} and labels {tuple(labels.shape)}; "
-            "expected (batch, C) and (batch,). For a GPT-2 classifier keep one row of logits per "
-            "sequence, at its last real token (last_token_logits)."
-        )
+    check_class_logits(logits, len(labels), source="forward_fn")
     return F.cross_entropy(logits.float(), labels)
 
 
@@ -91,17 +84,17 @@ def _trainable(model: nn.Module) -> list[nn.Parameter]:
 
 @contextmanager
 def _restoring(model: nn.Module, optimizer: torch.optim.Optimizer, restore: bool):
-    """Put the model's mode back afterwards and, if `restore`, its weights and the optimizer."""
-    was_training = model.training
+    """Train mode inside; the model's mode back afterwards and, if `restore`, its weights and
+    the optimizer."""
     weights = copy.deepcopy(model.state_dict()) if restore else None
     optimizer_state = copy.deepcopy(optimizer.state_dict()) if restore else None
-    try:
-        yield
-    finally:
-        if restore:
-            model.load_state_dict(weights)
-            optimizer.load_state_dict(optimizer_state)
-        model.train(was_training)
+    with model_mode(model, True):
+        try:
+            yield
+        finally:
+            if restore:
+                model.load_state_dict(weights)
+                optimizer.load_state_dict(optimizer_state)
 
 
 def _save_plot(x: Sequence[float], y: Sequence[float], *, title: str, xlabel: str,
@@ -147,7 +140,7 @@ class InitialLossReport:
 def _loss_or_nan(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Cross-entropy, or nan when shapes or label values make it meaningless (checked first:
     an out-of-range label on a GPU is a device-side assert, not an exception)."""
-    usable = (logits.ndim == 2 and len(labels) > 0 and labels.shape == logits.shape[:1]
+    usable = (class_logits_problem(logits, len(labels)) is None
               and labels.min() >= 0 and labels.max() < logits.shape[1])
     return _cross_entropy(logits, labels).item() if usable else math.nan
 
@@ -155,10 +148,9 @@ def _loss_or_nan(logits: torch.Tensor, labels: torch.Tensor) -> float:
 def _initial_loss_problem(logits: torch.Tensor, labels: torch.Tensor, num_classes: int,
                           loss: float, expected: float, tolerance: float) -> str | None:
     """What is wrong with a fresh model's logits or loss, or None when it looks right."""
-    if logits.ndim != 2 or len(labels) == 0 or labels.shape != logits.shape[:1]:
-        return (f"forward_fn gave logits {tuple(logits.shape)} and labels {tuple(labels.shape)}, "
-                "expected (batch, C) and (batch,). A GPT-2 classifier gives (batch, seq, C): "
-                "keep the logits at each sequence's last real token (last_token_logits).")
+    shape_problem = class_logits_problem(logits, len(labels), source="forward_fn")
+    if shape_problem:
+        return shape_problem
     if logits.shape[1] != num_classes:
         return (f"The model outputs {logits.shape[1]} logits per example but there are "
                 f"{num_classes} classes: the head's out_features must be the number of classes.")
@@ -198,13 +190,8 @@ def initial_loss_check(model: nn.Module, batch: Batch, num_classes: int, *,
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
     forward_fn = forward_fn or inputs_labels_forward
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            logits, labels = forward_fn(model, _to_device(batch, _model_device(model)))
-    finally:
-        model.train(was_training)
+    with model_mode(model, False), torch.no_grad():
+        logits, labels = forward_fn(model, _on_model_device(model, batch))
     expected = math.log(num_classes)
     loss = _loss_or_nan(logits, labels)
     problem = _initial_loss_problem(logits, labels, num_classes, loss, expected, tolerance)
@@ -283,10 +270,9 @@ def overfit_one_batch(model: nn.Module, batch: Batch, *, forward_fn: ForwardFn |
     """
     optimizer = optimizer or torch.optim.AdamW(_trainable(model), lr=lr, weight_decay=0.0)
     step_fn = step_fn or _default_step(forward_fn or inputs_labels_forward)
-    batch = _to_device(batch, _model_device(model))
+    batch = _on_model_device(model, batch)
     losses: list[float] = []
     with _restoring(model, optimizer, restore):
-        model.train()
         with tqdm(range(steps), desc="Overfit one batch", delay=PROGRESS_DELAY_S,
                   disable=not progress, leave=False) as bar:
             for _ in bar:
@@ -370,14 +356,12 @@ def lr_finder(model: nn.Module, batches: Batch | Iterable[Batch], *,
                          f"{num_steps}: a few hundred steps are enough for a sweep.")
     optimizer = optimizer or torch.optim.AdamW(_trainable(model), lr=start_lr)
     step = _default_step(forward_fn or inputs_labels_forward)
-    device = _model_device(model)
     growth = (end_lr / start_lr) ** (1 / (num_steps - 1))
     lrs: list[float] = []
     raw: list[float] = []
     smoothed: list[float] = []
     average, best, diverged = 0.0, math.inf, False
     with _restoring(model, optimizer, restore):
-        model.train()
         stream = _endless(batches)
         with tqdm(range(num_steps), desc="LR finder", delay=PROGRESS_DELAY_S,
                   disable=not progress, leave=False) as bar:
@@ -385,7 +369,7 @@ def lr_finder(model: nn.Module, batches: Batch | Iterable[Batch], *,
                 lr = start_lr * growth**i
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                loss = step(model, _to_device(next(stream), device), optimizer)
+                loss = step(model, _on_model_device(model, next(stream)), optimizer)
                 average = smoothing * average + (1 - smoothing) * loss
                 lrs.append(lr)
                 raw.append(loss)

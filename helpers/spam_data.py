@@ -74,9 +74,9 @@ def _extract_member(zip_path: Path, dest: Path) -> Path:
 
 
 def _resolve_local(path: str | os.PathLike) -> Path:
-    path = local_file(path, MEMBER_NAME,
-                      f"No SMS Spam Collection: give the path of the `{MEMBER_NAME}` file (or of "
-                      "the UCI zip `sms+spam+collection.zip`, or of a folder holding the file).")
+    path = local_file(path, MEMBER_NAME, "SMS Spam Collection",
+                      f"Give the path of the `{MEMBER_NAME}` file (or of the UCI zip "
+                      "`sms+spam+collection.zip`, or of a folder holding the file).")
     if zipfile.is_zipfile(path):
         return _extract_member(path, sms_folder() / MEMBER_NAME)
     return path
@@ -302,7 +302,10 @@ class LengthBucketSampler(Sampler[list[int]]):
 
     def __iter__(self):
         order = torch.randperm(len(self.lengths), generator=self.generator)
-        order = order[torch.argsort(self.lengths[order], stable=True)]
+        yield from self._cut(order[torch.argsort(self.lengths[order], stable=True)])
+
+    def _cut(self, order: torch.Tensor):
+        """Batches of consecutive indices of `order`, in random order with `shuffle`."""
         batches = list(order.split(self.batch_size))
         if self.shuffle:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=self.generator)]
@@ -310,13 +313,59 @@ class LengthBucketSampler(Sampler[list[int]]):
             yield batch.tolist()
 
 
+class ClassMixedLengthSampler(LengthBucketSampler):
+    """Batches as short as they can be while every batch holds each class in its share.
+
+    Each class's messages are ranked by length (ties in random order, drawn again every
+    epoch); the message at rank r of a class of n gets the key (r + u) / n, u uniform in
+    [0, 1): its length quantile within its class. All messages are sorted by that key and cut
+    into batches, so a batch takes messages of the same quantile from every class (4 ham and
+    4 spam of 8 in the balanced split): about as short as mixed batches can be. Spam is
+    longer than ham, so these batches pad more than `LengthBucketSampler`'s (which are mostly
+    of one class) and much less than random ones. With `shuffle` the order of the batches is
+    random. Every index appears exactly once per epoch; the same `seed` gives the same epochs.
+    """
+
+    def __init__(self, lengths: Sequence[int], labels: Sequence[int], batch_size: int,
+                 shuffle: bool = True, seed: int = 123):
+        if len(lengths) != len(labels):
+            raise ValueError(f"{len(lengths)} lengths for {len(labels)} labels.")
+        super().__init__(lengths, batch_size, shuffle=shuffle, seed=seed)
+        self.labels = torch.as_tensor(labels)
+
+    def __iter__(self):
+        keys = torch.empty(len(self.lengths))
+        for label in self.labels.unique():
+            members = torch.nonzero(self.labels == label).flatten()
+            members = members[torch.randperm(len(members), generator=self.generator)]
+            members = members[torch.argsort(self.lengths[members], stable=True)]
+            jitter = torch.rand(len(members), generator=self.generator)
+            keys[members] = (torch.arange(len(members)) + jitter) / len(members)
+        yield from self._cut(torch.argsort(keys))
+
+
+BUCKETS = (False, True, "length", "mixed")
+
+
 def make_loader(dataset: SpamDataset, batch_size: int = 8, shuffle: bool = False,
-                bucket: bool = False, pad_to: int | None = None, seed: int = 123,
+                bucket: bool | str = False, pad_to: int | None = None, seed: int = 123,
                 num_workers: int = 0) -> DataLoader:
-    """A DataLoader of `SpamBatch`es padded per batch (or to `pad_to`), optionally bucketed."""
+    """A DataLoader of `SpamBatch`es padded per batch (or to `pad_to`).
+
+    bucket: False, random batches (or in order without `shuffle`); True or "length",
+    `LengthBucketSampler` (least padding, batches mostly of one class); "mixed",
+    `ClassMixedLengthSampler` (short batches with both classes in each).
+    """
+    if bucket not in BUCKETS:
+        raise ValueError(f"bucket={bucket!r}: use False, True (or 'length') or 'mixed'.")
     collate = _Collator(pad_to)
     if bucket:
-        sampler = LengthBucketSampler(dataset.lengths(), batch_size, shuffle=shuffle, seed=seed)
+        if bucket == "mixed":
+            sampler = ClassMixedLengthSampler(dataset.lengths(), dataset.labels, batch_size,
+                                              shuffle=shuffle, seed=seed)
+        else:
+            sampler = LengthBucketSampler(dataset.lengths(), batch_size, shuffle=shuffle,
+                                          seed=seed)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
                           num_workers=num_workers)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
@@ -331,9 +380,13 @@ class SpamLoaders(NamedTuple):
 
 
 def spam_loaders(batch_size: int = 8, seed: int = 123, max_length: int | None = None,
-                 bucket: bool = False, pad_to: int | None = None,
+                 bucket: bool | str = "mixed", pad_to: int | None = None,
                  path: str | os.PathLike | None = None, tokenizer=None) -> SpamLoaders:
     """Train (shuffled), validation and test loaders of the balanced split, in one call.
+
+    bucket (see `make_loader`): "mixed" (default) batches messages of similar length quantile
+    with both classes in every batch; True groups by length alone (fastest, mostly
+    single-class batches); False gives the original lab's random batches.
 
     Validation and test messages are truncated to the training set's `max_length` (by default
     its longest message), as in the original lab. `pad_to=256` pads every batch to 256
@@ -354,15 +407,18 @@ def describe_batching(loader) -> dict:
     """How a loader batches: {'batch_size', 'order', 'padding', 'text'}.
 
     order: 'length-bucketed' (LengthBucketSampler; batches of similar lengths, shuffled
-    order of batches when the loader shuffles), 'shuffled' or 'in order'; padding: 'per batch'
+    order of batches when the loader shuffles), 'length-grouped with both classes in each
+    batch' (ClassMixedLengthSampler), 'shuffled' or 'in order'; padding: 'per batch'
     or 'to N' tokens. Loaders that are not this module's DataLoaders give 'unknown' fields.
     """
     info = {"batch_size": None, "order": "unknown", "padding": "unknown"}
     if isinstance(loader, DataLoader):
         sampler = loader.batch_sampler
-        if isinstance(sampler, LengthBucketSampler):
+        if isinstance(sampler, LengthBucketSampler):  # ClassMixedLengthSampler included
             info["batch_size"] = sampler.batch_size
-            info["order"] = "length-bucketed" + (", shuffled" if sampler.shuffle else "")
+            mixed = isinstance(sampler, ClassMixedLengthSampler)
+            info["order"] = ("length-grouped with both classes in each batch" if mixed
+                             else "length-bucketed") + (", shuffled" if sampler.shuffle else "")
         else:
             info["batch_size"] = loader.batch_size
             info["order"] = "shuffled" if isinstance(loader.sampler, RandomSampler) else "in order"

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from helpers.gpt import GPTModel, MODEL_SIZES, generate_greedy, gpt_config
+from helpers.gpt import GPTModel, MODEL_SIZES, causal_attention, generate_greedy, gpt_config
 from helpers.params import count_parameters
 
 
@@ -91,3 +91,25 @@ def test_generate_greedy_appends_argmax(tiny_cfg):
         model.eval()
         first = model(idx)[0, -1].argmax()
     assert out[0, 3] == first
+
+
+def test_bf16_attention_on_cpu_matches_fp32_and_stays_causal():
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 10, 16, generator=generator, requires_grad=True)
+               for _ in range(3))
+    reference = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.equal(causal_attention(q, k, v), reference)  # float32: torch's kernel
+    low = [t.detach().bfloat16().requires_grad_() for t in (q, k, v)]
+    out = causal_attention(*low)  # bf16 on a CPU: the formula written out
+    assert out.dtype == torch.bfloat16 and not torch.equal(out.float(), reference)
+    torch.testing.assert_close(out.float(), reference, atol=3e-2, rtol=0)
+    reference.sum().backward()
+    out.float().sum().backward()
+    for exact, approx in zip((q, k, v), low):
+        torch.testing.assert_close(approx.grad.float(), exact.grad, atol=6e-2, rtol=0)
+    changed_future = [t.detach().clone() for t in low]
+    changed_future[1][:, :, 6:] += 1.0
+    changed_future[2][:, :, 6:] -= 1.0
+    again = causal_attention(*changed_future)
+    assert torch.equal(again[:, :, :6], out.detach()[:, :, :6])
+    assert not torch.equal(again[:, :, 6:], out.detach()[:, :, 6:])

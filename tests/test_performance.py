@@ -17,24 +17,19 @@ from autograder.solutions import (
     replace_linear_with_lora,
     train_step,
 )
-from helpers import training
+from helpers import devices
 from helpers.gpt import GPTModel
 from helpers.lora_merge import count_lora_wrappers, lora_update, merge_lora, merged_lora
+from helpers.precision import Precision, autocast_forward, frozen_weights_in, resolve_precision
 from helpers.spam_data import (
+    SpamBatch,
     SpamDataset,
     describe_batching,
     make_loader,
     spam_loaders,
     spam_splits,
 )
-from helpers.training import (
-    Precision,
-    autocast_forward,
-    evaluate,
-    frozen_weights_in,
-    resolve_precision,
-    train_classifier,
-)
+from helpers.training import evaluate, train_classifier
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny models: see conftest
 
@@ -90,6 +85,29 @@ def test_bucketed_loader_gives_every_message_once_per_epoch_with_less_padding(sm
               for name, loader in (("plain", plain), ("bucketed", bucketed))}
     real = sum(dataset.lengths())
     assert padded["bucketed"] < 1.05 * real < padded["plain"]
+
+
+def test_default_batches_are_short_and_mixed_in_class(sms_file):
+    loaders = {bucket: spam_loaders(batch_size=8, seed=7, path=sms_file, bucket=bucket).train
+               for bucket in (False, True, "mixed")}
+    mixed = loaders["mixed"]
+    assert spam_loaders(path=sms_file).train.batch_sampler.__class__ is type(mixed.batch_sampler)
+    assert describe_batching(mixed)["order"] == ("length-grouped with both classes in each "
+                                                 "batch, shuffled")
+    labels = torch.tensor(mixed.dataset.labels)
+    epochs = [list(mixed.batch_sampler) for _ in range(2)]
+    for batches in epochs:
+        assert sorted(i for batch in batches for i in batch) == list(range(len(labels)))
+        full = [batch for batch in batches if len(batch) == 8]
+        assert len(full) == len(batches) - 1
+        assert all(3 <= int(labels[batch].sum()) <= 5 for batch in full)  # 4 ham, 4 spam
+    assert epochs[0] != epochs[1]
+    padded = {name: sum(b.input_ids.numel() for b in loader) for name, loader in loaders.items()}
+    assert padded[True] < padded["mixed"] < 0.85 * padded[False]
+    again = spam_loaders(batch_size=8, seed=7, path=sms_file).train
+    assert list(again.batch_sampler) == epochs[0]
+    with pytest.raises(ValueError, match="bucket='sorted'"):
+        make_loader(mixed.dataset, bucket="sorted")
 
 
 def test_bucketed_and_fixed_padding_give_the_same_batches(sms_file):
@@ -196,11 +214,11 @@ def test_resolve_precision(monkeypatch):
         resolve_precision("fp16", "cpu")
     with pytest.raises(ValueError, match="Unknown precision"):
         resolve_precision("int8", "cpu")
-    monkeypatch.setattr(training, "cpu_bf16_instructions", lambda: None)
+    monkeypatch.setattr(devices, "cpu_bf16_instructions", lambda: None)
     auto = resolve_precision("auto", "cpu")
     assert auto.dtype is None and "no bf16" in auto.reason
     assert "emulated" in resolve_precision("bf16", "cpu").reason
-    monkeypatch.setattr(training, "cpu_bf16_instructions", lambda: "AVX512-BF16")
+    monkeypatch.setattr(devices, "cpu_bf16_instructions", lambda: "AVX512-BF16")
     auto = resolve_precision("auto", "cpu")
     assert auto.dtype == torch.bfloat16 and "AVX512-BF16" in auto.describe()
     assert resolve_precision("auto", "meta").dtype is None  # other devices: fp32 unless asked
@@ -286,3 +304,46 @@ def test_frozen_weights_stay_float32_when_asked(tiny_cfg, messages):
         train_classifier(model, loader, loader, make_optimizer(model), num_epochs=1,
                          step_fn=train_step, logits_fn=last_token_logits, progress=False,
                          frozen_weights="sometimes")
+
+
+def test_gpu_choices_are_made_right_without_a_gpu(monkeypatch, tiny_cfg):
+    from helpers import env_info
+    from helpers.devices import batch_to_device, cuda_bf16_native
+    from helpers.training import training_settings
+
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Mock H100")
+    for capability, native in (((9, 0), True), ((8, 0), True), ((7, 5), False)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
+        assert cuda_bf16_native("cuda") is native
+        precision = resolve_precision("auto", "cuda")
+        assert precision.dtype == (torch.bfloat16 if native else None), capability
+    assert env_info.pick_device() == torch.device("cuda")  # cuda first when there is one
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (9, 0))
+    settings, precision = training_settings([], device=None)
+    assert settings.device == "cuda" and settings.device_detail == "cuda (Mock H100)"
+    assert precision.name == "bf16" and settings.frozen_weights == "bf16"
+    assert resolve_precision("fp16", "cuda").dtype == torch.float16  # on request only
+
+    entered = []
+
+    class RecordingAutocast:  # what torch.autocast would be asked on the GPU
+        def __init__(self, device_type, dtype):
+            entered.append((device_type, dtype))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    monkeypatch.setattr(torch, "autocast", RecordingAutocast)
+    model = nn.Linear(3, 2)
+    with autocast_forward(model, precision, "cuda"):
+        out = model(torch.randn(4, 3))
+    assert entered == [("cuda", torch.bfloat16)] and out.dtype == torch.float32
+    batch = SpamBatch(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, dtype=torch.long),
+                      torch.ones(2, dtype=torch.long))
+    moved = batch_to_device(batch, "meta")  # any device but the CPU: every part moves
+    assert isinstance(moved, SpamBatch) and all(t.device.type == "meta" for t in moved)

@@ -200,3 +200,21 @@ def test_student_mistakes_get_clear_errors(tiny_cfg, few_messages):
         train_classifier(model, loader, loader, make_optimizer(model), num_epochs=1,
                          step_fn=lambda m, b, o: None, logits_fn=last_token_logits,
                          progress=False)
+
+
+def test_mode_comes_back_even_when_the_block_raises(tiny_cfg, few_messages):
+    from helpers.model_mode import model_mode
+
+    model = small_classifier(tiny_cfg).train()
+    with pytest.raises(RuntimeError), model_mode(model, False):
+        assert not model.training
+        raise RuntimeError("interrupted")
+    assert model.training
+
+    def wrong_shape(logits, last_idx):  # forgot to pick the last real token
+        return logits
+
+    loader = make_loader(few_messages, batch_size=8)
+    with pytest.raises(ValueError, match=r"\(batch, num_classes\) = \(8, C\)"):
+        evaluate(loader, model, wrong_shape)
+    assert model.training

@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from autograder import solutions
+from helpers.devices import batch_to_device, model_device
 from helpers.gpt import GPTModel, gpt_config
+from helpers.model_mode import model_mode
 from helpers.params import count_parameters
 from helpers.tokenizer import END_OF_TEXT_ID
 
@@ -79,13 +81,10 @@ def padding_invariance(model: nn.Module, last_token_logits, tokenizer) -> None:
     short = torch.tensor([ids])
     padded = torch.tensor([ids + [END_OF_TEXT_ID] * 20])
     last = torch.tensor([len(ids) - 1])
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    device = model_device(model)
+    with model_mode(model, False), torch.no_grad():
         a = last_token_logits(model(short.to(device)), last.to(device))
         b = last_token_logits(model(padded.to(device)), last.to(device))
-    model.train(was_training)
     assert torch.allclose(a, b, atol=1e-4), (
         "Adding padding after a message changed its class logits: take the logits at the last "
         "real token, not at the last position."
@@ -94,13 +93,9 @@ def padding_invariance(model: nn.Module, last_token_logits, tokenizer) -> None:
 
 def initial_loss(model: nn.Module, last_token_logits, batch) -> None:
     """Before training the loss on a batch is within 0.05 of log(2)."""
-    device = next(model.parameters()).device
-    input_ids, labels, last_idx = (t.to(device) for t in batch)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    input_ids, labels, last_idx = batch_to_device(batch, model_device(model))
+    with model_mode(model, False), torch.no_grad():
         loss = F.cross_entropy(last_token_logits(model(input_ids), last_idx), labels).item()
-    model.train(was_training)
     assert abs(loss - math.log(2)) < 0.05, (
         f"The initial loss is {loss:.3f}, not close to log(2) = {math.log(2):.3f}: the new "
         "head's logits should start near zero (see the head initialisation section)."

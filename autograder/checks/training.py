@@ -8,6 +8,7 @@ from torch import nn
 
 from autograder import solutions
 from helpers.gpt import GPTModel
+from helpers.sanity import overfit_one_batch
 
 TINY = {"vocab_size": 50257, "context_length": 32, "emb_dim": 32, "n_heads": 4,
         "n_layers": 2, "drop_rate": 0.0, "qkv_bias": True}
@@ -91,8 +92,9 @@ def overfits_one_batch(train_step, make_optimizer) -> None:
     """Repeating steps on one batch drives its loss down."""
     model = _tiny_classifier(seed=2)
     optimizer = make_optimizer(model, lr=1e-2, weight_decay=0.0)
-    batch = _batch(seed=2, size=8)
-    losses = [float(train_step(model, batch, optimizer)) for _ in range(30)]
+    losses = overfit_one_batch(model, _batch(seed=2, size=8), step_fn=train_step,
+                               optimizer=optimizer, steps=30, target_loss=0.0, restore=False,
+                               progress=False).losses
     assert losses[-1] < 0.5 * losses[0], (
         f"After 30 steps on the same batch the loss went from {losses[0]:.3f} to {losses[-1]:.3f}; "
         "it should fall well below half. Check zero_grad, backward and step, in that order."
