@@ -272,7 +272,7 @@ def test_injection_checks_reject_wrong_functions():
     rejects(lora_injection.returns_and_recurses, _replace_variant(skip_out_head=False),
             match="except modules named out_head")
     rejects(lora_injection.resnet_linear_layers, solutions.replace_linear_with_lora,
-            _unfreeze_lora_only, match="trainable parameters on the ResNet")
+            _unfreeze_lora_only, match="On a ResNet: .* the pretrained weights must be frozen")
 
 
 # --- step 4: the head and last_token_logits --------------------------------------------------

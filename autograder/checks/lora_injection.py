@@ -64,6 +64,8 @@ def other_ranks(replace_linear_with_lora, freeze_and_activate_lora) -> None:
     for rank in (2, 16):
         model = _gpt2_with_lora(replace_linear_with_lora, freeze_and_activate_lora,
                                 rank=rank, alpha=2 * rank)
+        mistake = injection_mistake(model)
+        assert mistake is None, f"With rank {rank}: {mistake}"
         trainable, total = count_parameters(model)
         expected = LORA_PARAMS_RANK_8 * rank // 8
         assert trainable == expected, f"With rank {rank}: {trainable:,} trainable, expected {expected:,}."
@@ -95,6 +97,8 @@ def resnet_linear_layers(replace_linear_with_lora, freeze_and_activate_lora) -> 
     result = replace_linear_with_lora(model, 8, 16)
     model = result if isinstance(result, nn.Module) else model
     freeze_and_activate_lora(model)
+    mistake = injection_mistake(model)
+    assert mistake is None, f"On a ResNet: {mistake}"
     assert sorted(_wrappers(model)) == linear_names, (
         f"On a ResNet the wrapped layers are {sorted(_wrappers(model))}; exactly its nn.Linear "
         f"layers {linear_names} should be (convolutions are left alone)."

@@ -23,6 +23,20 @@ def overall_status(result: StudentResult) -> str:
     return "; ".join(problems) or GRADED
 
 
+DELEGATION_ERROR = "DelegationError: "  # raised by autograder.checks.delegation
+
+
+def delegated_exercises(result: StudentResult) -> str:
+    """'05_training:train_step, ...': exercises that only called a pack helper (no points)."""
+    found = []
+    for nb in result.notebooks:
+        for message in nb.failed.values():
+            if message.startswith(DELEGATION_ERROR):
+                exercise = f"{nb.name}:{message[len(DELEGATION_ERROR):].split()[0]}"
+                found += [exercise] if exercise not in found else []
+    return ", ".join(found)
+
+
 def grades_table(results: list[StudentResult]) -> pd.DataFrame:
     """One row per student: total, per-notebook and per-test points, status."""
     rows = []
@@ -30,7 +44,8 @@ def grades_table(results: list[StudentResult]) -> pd.DataFrame:
         row = {"student": result.student_id, "status": overall_status(result),
                "total": result.score,
                "max_total": sum(nb.max_score for nb in result.notebooks),
-               "manual_points_to_grade": sum(sum(nb.manual.values()) for nb in result.notebooks)}
+               "manual_points_to_grade": sum(sum(nb.manual.values()) for nb in result.notebooks),
+               "delegated": delegated_exercises(result)}
         for nb in result.notebooks:
             row[nb.name] = nb.score
         for nb in result.notebooks:
