@@ -23,7 +23,8 @@ def _copy_of_the_grader(dest: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for package in ("autograder", "helpers"):
         shutil.copytree(ROOT / package, dest / package, ignore=ignore)
-    shutil.copy2(ROOT / "pyproject.toml", dest / "pyproject.toml")
+    for name in ("pyproject.toml", "rapport_template.md"):
+        shutil.copy2(ROOT / name, dest / name)
     return dest
 
 
@@ -81,7 +82,7 @@ def test_a_changed_check_regrades_every_student(tmp_path):
     assert "already graded, unchanged (skipped): 1" in second and "grader changed" not in second
     _break_the_scaling_check(grader)
     third = _grade(grader, submissions, out)
-    assert ("grader changed since the last run (checks/lora_layer.py): regrading all 1 students"
+    assert ("grader changed since the last run (checks/lora_layer.py): regrading all 1 student\n"
             in third)
     assert "skipped" not in third
     points = _points(out, "alice")
