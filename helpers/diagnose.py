@@ -82,10 +82,10 @@ def injection_mistake(model: nn.Module) -> str | None:
     if b_flags and all(b_flags) and not any(a_flags):
         return (f"{trainable:,} trainable parameters, LoRA's B only: A is still frozen. After "
                 "freezing everything, make both A and B of every LoRA layer trainable.")
-    frozen_base = [n for n, p in model.named_parameters()
+    not_frozen = [n for n, p in model.named_parameters()
                    if p.requires_grad and not n.endswith(("lora.A", "lora.B"))]
-    if wrapped and frozen_base:
-        return (f"{trainable:,} of {total:,} parameters are trainable, including `{frozen_base[0]}`: "
+    if wrapped and not_frozen:
+        return (f"{trainable:,} of {total:,} parameters are trainable, including `{not_frozen[0]}`: "
                 "the pretrained weights must be frozen (requires_grad False on every parameter "
                 "first, then True on LoRA's A and B only).")
     return None
