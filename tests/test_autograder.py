@@ -250,7 +250,7 @@ MISTAKES = {
                                        "hidden_injection_gpt2", "hidden_injection_other_ranks",
                                        "hidden_injection_resnet"}, "B is still frozen"),
     "head_frozen": ("04_classification_head", {"test_head_counts", "hidden_head"},
-                    "1,327,104 trainable = LoRA alone: the new head is frozen"),
+                    "the new head is frozen"),
     "padding_token": ("04_classification_head", {"hidden_last_token", "hidden_last_token_padding"},
                       "a padding token (id 50256)"),
     "delegating": ("05_training", {"test_loss_goes_down", "hidden_training_step",
