@@ -68,6 +68,10 @@ def _print_run(out: Path, summary=None, similarity: str | None = None) -> int:
     if similarity:
         print(similarity)
     if summary is not None:
+        if summary.grader_changes:
+            regraded = len(summary.graded) + len(summary.failed)
+            print(f"grader changed since the last run ({', '.join(summary.grader_changes)}): "
+                  f"regrading all {regraded} student{'s' * (regraded != 1)}")
         if summary.skipped:
             print(f"already graded, unchanged (skipped): {len(summary.skipped)}")
         if not summary.network_isolated:

@@ -10,6 +10,10 @@ notebook. A name whose exercise cell still holds the release's `raise NotImpleme
 is refused with a message naming that exercise: do that step first. The autograder sets
 `LORA_LAB_CARRY_DIR` to the reference notebooks so that each step is graded on a correct
 base: a mistake in step 1 only costs points in step 1.
+
+Once a load failed in a kernel, every later error there (a test cell of this notebook under
+Validate or autograde, say) is shown as a CarryForwardError saying which step to finish first,
+not as the NameError or wrong count it causes, until that load succeeds.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ STUB_MARK = "# YOUR CODE HERE"
 STUB_RAISE = "raise NotImplementedError()"
 
 _cache: dict[tuple[str, int, int], types.ModuleType] = {}
+_unfinished_steps: dict[str, str] = {}  # notebook -> why its code could not be loaded (this kernel)
 
 
 class CarryForwardError(RuntimeError):
@@ -103,11 +108,54 @@ def load_notebook_module(name: str) -> types.ModuleType:
     return module
 
 
+def _step_of(name: str) -> str:
+    number = Path(name).stem.split("_")[0]
+    return f"step {int(number)}" if number.isdigit() else Path(name).stem
+
+
+def unfinished_step_error(error: BaseException) -> CarryForwardError | None:
+    """`error` explained by an earlier step that could not be loaded in this kernel, if any."""
+    if not _unfinished_steps or isinstance(error, CarryForwardError):
+        return None
+    return CarryForwardError(f"{next(iter(_unfinished_steps.values()))} (This cell then failed "
+                             f"with {type(error).__name__}: {error}.)")
+
+
+def _show_unfinished_step(shell, etype, value, tb, tb_offset=None):
+    """IPython exception handler: later errors name the unfinished step (one line)."""
+    explained = unfinished_step_error(value)
+    if explained is None:
+        stb = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+        return shell._showtraceback(etype, value, stb)
+    return shell._showtraceback(CarryForwardError, explained, [f"CarryForwardError: {explained}"])
+
+
+def _explain_later_errors() -> None:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and not shell.custom_exceptions:  # the grader's checks handle it too
+        shell.set_custom_exc((Exception,), _show_unfinished_step)
+
+
 def from_notebook(name: str, *names: str):
     """The objects `names` defined by the exercise cells of notebook `name`.
 
     One name gives the object itself, several give a tuple in the same order.
     """
+    try:
+        found = _load_names(name, names)
+    except CarryForwardError as error:
+        _unfinished_steps[name] = f"Finish {_step_of(name)} first: {error}"
+        _explain_later_errors()
+        raise CarryForwardError(_unfinished_steps[name]) from None
+    _unfinished_steps.pop(name, None)
+    return found[0] if len(found) == 1 else found
+
+
+def _load_names(name: str, names: tuple[str, ...]) -> tuple:
     module = load_notebook_module(name)
     missing = [n for n in names if not hasattr(module, n)]
     if missing:
@@ -123,5 +171,4 @@ def from_notebook(name: str, *names: str):
             f"placeholder `{STUB_RAISE}`. Do that step first, save "
             f"{Path(module.__file__).name}, then re-run this cell."
         )
-    found = tuple(getattr(module, n) for n in names)
-    return found[0] if len(found) == 1 else found
+    return tuple(getattr(module, n) for n in names)

@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 
 from autograder.__main__ import build_parser, main as cli
-from autograder.demo.examples import (TAMPER_TARGETS, complete_solution, deleted_test_cell,
-                                      edited_test_cell, flooded_output, infinite_loop,
-                                      killed_kernel, tampering, write_examples, write_submission)
+from autograder import solutions
+from autograder.demo.examples import (MISTAKE_EXAMPLES, TAMPER_TARGETS, complete_solution,
+                                      deleted_test_cell, edited_test_cell, flooded_output,
+                                      infinite_loop, killed_kernel, tampering, write_examples,
+                                      write_submission)
 from autograder.demo.hand_in import hand_in_with_report, with_invented_number
 from autograder.checks import __file__ as CHECKS_INIT
 from autograder.grade.results import GRADED, KERNEL_DIED, MISSING, TIMED_OUT, UNREADABLE
@@ -234,6 +236,51 @@ def _broken_submission() -> dict:
     return notebooks
 
 
+# Each known mistake's example, the notebook it breaks, the graded cells it loses there, and
+# what its feedback says. Each notebook is graded on the reference earlier steps, so the
+# mistakes are grouped into two students, one mistake per notebook.
+MISTAKES = {
+    "scaling_alpha": ("01_lora_layer", {"hidden_lora_layer_scaling", "hidden_lora_layer_forward"},
+                      "= alpha, not alpha / rank"),
+    "paper_orientation": ("01_lora_layer", {"test_lora_layer_shapes"},
+                          "the paper's and PEFT's layout"),
+    "attention_only": ("03_lora_injection", {"test_injection_counts", "hidden_injection_model_state",
+                                             "hidden_injection_gpt2", "hidden_injection_other_ranks"},
+                       "only the attention layers are wrapped"),
+    "b_frozen": ("03_lora_injection", {"test_injection_counts", "hidden_injection_model_state",
+                                       "hidden_injection_gpt2", "hidden_injection_other_ranks",
+                                       "hidden_injection_resnet"}, "B is still frozen"),
+    "head_frozen": ("04_classification_head", {"test_head_counts", "hidden_head"},
+                    "the new head is frozen"),
+    "padding_token": ("04_classification_head", {"hidden_last_token", "hidden_last_token_padding"},
+                      "a padding token (id 50256)"),
+    "delegating": ("05_training", {"test_loss_goes_down", "hidden_training_step",
+                                   "hidden_training_step_loss", "hidden_training_overfit"},
+                   "hands its work to the pack's helpers.sanity._default_step"),
+    "delegating_06": ("06_inference", {"test_examples", "hidden_classify_batch",
+                                       "hidden_classify_probability", "hidden_classify_long_text",
+                                       "hidden_classify_empty_text"},
+                      "hands its work to the pack's helpers.inference.classify_texts"),
+}
+MISTAKE_STUDENTS = {
+    "mistakes_a": ["scaling_alpha", "attention_only", "head_frozen", "delegating", "delegating_06"],
+    "mistakes_b": ["paper_orientation", "b_frozen", "padding_token"],
+}
+
+
+def _mistake_submissions() -> dict[str, dict]:
+    """The two students of MISTAKE_STUDENTS, each notebook from its mistake's example."""
+    students = {}
+    for student, mistakes in MISTAKE_STUDENTS.items():
+        notebooks = {}
+        for mistake in mistakes:
+            example = MISTAKE_EXAMPLES[mistake.removesuffix("_06")]()
+            notebook = MISTAKES[mistake][0]
+            notebooks[notebook] = example[notebook]
+        students[student] = notebooks
+    return students
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     root = tmp_path_factory.mktemp("grading")
@@ -241,6 +288,8 @@ def graded(tmp_path_factory):
     write_examples(submissions, ["complete", "untouched", "out_head_wrapped", "injection_twice"])
     hand_in_with_report(submissions / "complete")  # run like a student, report from the outputs
     with_invented_number(submissions / "complete", submissions / "invented_number")
+    for student, notebooks in _mistake_submissions().items():
+        write_submission(notebooks, submissions / student)
     broken = write_submission(_broken_submission(), submissions / "broken")
     (broken / "05_training.ipynb").write_text('{"cells": [ not json')
     (broken / "06_inference.ipynb").unlink()
@@ -269,8 +318,10 @@ def test_exit_code_and_outputs(graded):
     assert code == 0  # students failing is not the grader failing
     table = pd.read_csv(out / "grades.csv")
     assert sorted(table["student"]) == ["broken", "complete", "edited_test", "injection_twice",
-                                        "invented_number", "out_head_wrapped", "tampering",
-                                        "untouched"]
+                                        "invented_number", "mistakes_a", "mistakes_b",
+                                        "out_head_wrapped", "tampering", "untouched"]
+    assert set(table["delegated"].dropna()) == {
+        "05_training:train_step, 06_inference:classify_text"}
     assert {"total", "max_total", "status", "03_lora_injection",
             "03_lora_injection:hidden_injection_gpt2"} <= set(table.columns)
     assert (out / "feedback" / "complete" / "01_lora_layer.html").is_file()
@@ -308,13 +359,18 @@ def test_untouched_release_scores_zero_on_every_test(graded):
 @pytest.mark.slow
 def test_classic_mistakes_lose_exactly_the_checks_they_break(graded):
     results = graded[2]
+    signatures = {"out_head_wrapped": "1,735,304 = 1,327,104 + 408,200: the LoRA branch of `out_head`",
+                  "injection_twice": "2,654,208 = 2 x 1,327,104"}
     for student in ("out_head_wrapped", "injection_twice"):
         nb03 = next(nb for nb in results[student].notebooks if nb.name == "03_lora_injection")
         lost = {test for test, points in nb03.tests.items() if points < nb03.max_tests[test]}
-        expected = {"test_injection_counts", "hidden_injection_gpt2"}
+        expected = {"test_injection_counts", "hidden_injection_model_state"}
         if student == "out_head_wrapped":
-            expected |= {"hidden_injection_recursion"}
+            expected |= {"hidden_injection_gpt2", "hidden_injection_other_ranks",
+                         "hidden_injection_recursion"}
         assert lost == expected, student
+        assert signatures[student] in nb03.failed["test_injection_counts"]
+        assert signatures[student] in nb03.failed["hidden_injection_model_state"]
         others = {k: v for k, v in _scores(results[student]).items() if k != "03_lora_injection"}
         assert others == {k: v for k, v in FULL.items() if k != "03_lora_injection"}
 
@@ -342,7 +398,7 @@ def test_an_edited_test_cell_is_graded_as_written_in_the_master(graded):
     assert nb01.name == "01_lora_layer" and nb01.status == GRADED
     assert nb01.tests["test_lora_layer_zero_at_init"] == 0  # the print did not replace the test
     assert "LoRA output must be exactly zero" in nb01.failed["test_lora_layer_zero_at_init"]
-    assert nb01.score == 3
+    assert nb01.score == 4  # B random: the zero start's visible and hidden checks only
 
 
 @pytest.mark.slow
@@ -410,3 +466,28 @@ def test_parallel_run_equals_serial_run(graded, tmp_path):
         parallel = graded[2][student]
         assert [(nb.name, nb.status, nb.tests) for nb in serial[student].notebooks] == \
                [(nb.name, nb.status, nb.tests) for nb in parallel.notebooks]
+
+
+def _solution_lines() -> set[str]:
+    import inspect
+
+    lines = {line.strip() for line in inspect.getsource(solutions).splitlines()}
+    return {line for line in lines if len(line) > 20 and not line.startswith(("#", '"'))}
+
+
+@pytest.mark.slow
+def test_known_mistakes_lose_their_checks_and_feedback_names_them(graded):
+    out, results = graded[1], graded[2]
+    code = _solution_lines()
+    for student, mistakes in MISTAKE_STUDENTS.items():
+        notebooks = {nb.name: nb for nb in results[student].notebooks}
+        for mistake in mistakes:
+            name, expected_lost, signature = MISTAKES[mistake]
+            nb = notebooks[name]
+            lost = {test for test, points in nb.tests.items() if points < nb.max_tests[test]}
+            assert lost == expected_lost, mistake
+            assert all(signature in nb.failed[test] for test in lost), (mistake, nb.failed)
+            feedback = (out / "feedback" / student / f"{name}.html").read_text()
+            assert signature.replace("'", "&#39;") in feedback, mistake
+            for message in nb.failed.values():  # names the mistake, never the code
+                assert not any(line in message for line in code), (mistake, message)

@@ -11,11 +11,17 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
+from helpers.carry import CarryForwardError, unfinished_step_error
+
 _CHECKS_DIR = str(Path(__file__).resolve().parent)
 
 
 def _hide_check_frames(shell, etype, value, tb, tb_offset=None):
-    """IPython exception handler: the traceback without frames from this package."""
+    """IPython exception handler: the traceback without frames from this package; an error
+    caused by an earlier step that could not be loaded names that step instead."""
+    explained = unfinished_step_error(value)
+    if explained is not None:
+        return shell._showtraceback(CarryForwardError, explained, [f"CarryForwardError: {explained}"])
     frames = [f for f in traceback.extract_tb(tb) if not f.filename.startswith(_CHECKS_DIR)]
     lines = traceback.format_list(frames) if frames else []
     lines += traceback.format_exception_only(etype, value)

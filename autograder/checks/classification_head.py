@@ -10,6 +10,7 @@ from torch import nn
 
 from autograder import solutions
 from helpers.devices import batch_to_device, model_device
+from helpers.diagnose import head_mistake, last_token_mistake
 from helpers.gpt import GPTModel, gpt_config
 from helpers.model_mode import model_mode
 from helpers.params import count_parameters
@@ -26,12 +27,17 @@ def _apply(fn, model, *args):
 
 
 def gpt2_with_head(add_classification_head) -> None:
-    """On GPT-2 small with reference LoRA (rank 8): exact counts, a trainable 2-class head."""
-    torch.manual_seed(0)
-    model = GPTModel(gpt_config("124M"))
-    solutions.replace_linear_with_lora(model, 8, 16)
-    solutions.freeze_and_activate_lora(model)
-    model = _apply(add_classification_head, model, 2)
+    """On GPT-2 small with reference LoRA (rank 8): exact counts, a trainable 2-class head.
+
+    Built on the meta device: only counts and shapes are checked.
+    """
+    with torch.device("meta"):
+        model = GPTModel(gpt_config("124M"))
+        solutions.replace_linear_with_lora(model, 8, 16)
+        solutions.freeze_and_activate_lora(model)
+        model = _apply(add_classification_head, model, 2)
+    mistake = head_mistake(model)
+    assert mistake is None, mistake
     head = model.out_head
     assert isinstance(head, nn.Linear), "out_head must be an nn.Linear."
     assert (head.in_features, head.out_features) == (768, 2), (
@@ -46,13 +52,26 @@ def gpt2_with_head(add_classification_head) -> None:
     )
 
 
-def head_for_any_number_of_classes(add_classification_head) -> None:
-    """A 200-class head on a model with large features starts near log(200)."""
+def _small_model_with_head(add_classification_head, num_classes: int) -> nn.Module:
     torch.manual_seed(0)
     model = nn.Module()
     model.out_head = nn.Linear(64, 10)
-    model = _apply(add_classification_head, model, 200)
-    assert model.out_head.out_features == 200, "Use the num_classes argument for the head size."
+    return _apply(add_classification_head, model, num_classes)
+
+
+def head_for_any_number_of_classes(add_classification_head) -> None:
+    """num_classes sets the head's size (200 and 3 classes on 64 features)."""
+    for num_classes in (200, 3):
+        head = _small_model_with_head(add_classification_head, num_classes).out_head
+        assert (head.in_features, head.out_features) == (64, num_classes), (
+            f"Asked for {num_classes} classes on 64 features, the head maps {head.in_features} "
+            f"-> {head.out_features}: use model.out_head.in_features and num_classes."
+        )
+
+
+def head_starts_near_uniform(add_classification_head) -> None:
+    """A 200-class head on a model with large features starts near log(200)."""
+    model = _small_model_with_head(add_classification_head, 200)
     features = 20 * torch.randn(256, 64)  # pretrained features are large, like GPT-2's
     loss = F.cross_entropy(model.out_head(features), torch.randint(0, 200, (256,))).item()
     assert abs(loss - math.log(200)) < 0.1 * math.log(200), (
@@ -68,7 +87,7 @@ def last_token_rows(last_token_logits) -> None:
     out = last_token_logits(logits, last_idx)
     expected = torch.stack([logits[0, 4], logits[1, 0], logits[2, 2]])
     assert tuple(out.shape) == (3, 2), f"Output shape {tuple(out.shape)}; expected (batch, C) = (3, 2)."
-    assert torch.equal(out, expected), (
+    assert torch.equal(out, expected), last_token_mistake(last_token_logits) or (
         "The rows returned are not those at each sequence's last real token (last_idx)."
     )
     single = last_token_logits(logits[:1], torch.tensor([1]))
@@ -85,7 +104,7 @@ def padding_invariance(model: nn.Module, last_token_logits, tokenizer) -> None:
     with model_mode(model, False), torch.no_grad():
         a = last_token_logits(model(short.to(device)), last.to(device))
         b = last_token_logits(model(padded.to(device)), last.to(device))
-    assert torch.allclose(a, b, atol=1e-4), (
+    assert torch.allclose(a, b, atol=1e-4), last_token_mistake(last_token_logits) or (
         "Adding padding after a message changed its class logits: take the logits at the last "
         "real token, not at the last position."
     )

@@ -7,6 +7,7 @@ import math
 from torch import nn
 
 from autograder import solutions
+from autograder.checks.delegation import own_classify_text
 from helpers.inference import LABELS, classify_texts
 
 MESSAGES = [
@@ -29,6 +30,7 @@ def _call(classify_text, text, model, tokenizer, device, max_length):
 
 def same_as_batch(classify_text, model: nn.Module, tokenizer, max_length: int) -> None:
     """One message at a time gives what the pack's batch classifier gives."""
+    own_classify_text(classify_text)
     device = next(model.parameters()).device
     expected = classify_texts(MESSAGES, model, tokenizer, device, max_length,
                               solutions.last_token_logits)
@@ -43,6 +45,7 @@ def same_as_batch(classify_text, model: nn.Module, tokenizer, max_length: int) -
 
 def probability_of_predicted_class(classify_text, model: nn.Module, tokenizer) -> None:
     """The probability is that of the predicted class: between 0.5 and 1 with two classes."""
+    own_classify_text(classify_text)
     device = next(model.parameters()).device
     for text in MESSAGES:
         _, probability = _call(classify_text, text, model, tokenizer, device, 64)
@@ -54,6 +57,7 @@ def probability_of_predicted_class(classify_text, model: nn.Module, tokenizer) -
 
 def long_text_truncated(classify_text, model: nn.Module, tokenizer, max_length: int) -> None:
     """A message longer than max_length tokens is cut to its first max_length tokens."""
+    own_classify_text(classify_text)
     device = next(model.parameters()).device
     long_text = "win a free prize now " * 400  # ~2,000 tokens, beyond GPT-2's 1,024 context
     label, probability = _call(classify_text, long_text, model, tokenizer, device, max_length)
@@ -67,6 +71,7 @@ def long_text_truncated(classify_text, model: nn.Module, tokenizer, max_length: 
 
 def empty_text_is_an_error(classify_text, model: nn.Module, tokenizer) -> None:
     """'' and '   ' raise ValueError (a clear message, not an IndexError deep inside)."""
+    own_classify_text(classify_text)
     device = next(model.parameters()).device
     for text in ("", "   "):
         try:

@@ -1,10 +1,15 @@
-"""Hidden checks of notebook 03: `replace_linear_with_lora` and `freeze_and_activate_lora`."""
+"""Hidden checks of notebook 03: `replace_linear_with_lora` and `freeze_and_activate_lora`.
+
+Fresh GPT-2 models are built on the meta device: these checks need names, shapes and counts,
+not values, so no memory is filled and no weight initialised.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from helpers.diagnose import injection_mistake
 from helpers.gpt import GPTModel, gpt_config
 from helpers.params import count_parameters
 
@@ -23,22 +28,19 @@ def _wrappers(model: nn.Module) -> list[str]:
 
 
 def _gpt2_with_lora(replace_linear_with_lora, freeze_and_activate_lora, rank=8, alpha=16):
-    torch.manual_seed(0)
-    model = GPTModel(gpt_config("124M"))
-    result = replace_linear_with_lora(model, rank, alpha)
-    model = result if isinstance(result, nn.Module) else model
-    freeze_and_activate_lora(model)
+    with torch.device("meta"):
+        model = GPTModel(gpt_config("124M"))
+        result = replace_linear_with_lora(model, rank, alpha)
+        model = result if isinstance(result, nn.Module) else model
+        freeze_and_activate_lora(model)
     return model
 
 
 def model_state(model: nn.Module) -> None:
     """The notebook's own model: 72 wrapped layers, not nested, head untouched, exact counts."""
+    mistake = injection_mistake(model)  # out_head wrapped, injected twice, half the layers...
+    assert mistake is None, mistake
     wrapped = _wrappers(model)
-    nested = [n for n in wrapped if any(n.startswith(o + ".") for o in wrapped)]
-    assert not nested, (
-        f"{len(nested)} layers are wrapped twice (e.g. {nested[0]}): the injection ran twice on "
-        "the same model. Rebuild the model before injecting again."
-    )
     assert isinstance(getattr(model, "out_head", None), nn.Linear), (
         "model.out_head must stay a plain nn.Linear: skip it when injecting LoRA."
     )
@@ -52,19 +54,18 @@ def model_state(model: nn.Module) -> None:
 
 
 def gpt2_rank_8(replace_linear_with_lora, freeze_and_activate_lora) -> None:
-    """On a fresh GPT-2 small, rank 8: exact counts and only lora.A / lora.B trainable."""
+    """On a fresh GPT-2 small, rank 8: the same state as the notebook's model must have."""
     model = _gpt2_with_lora(replace_linear_with_lora, freeze_and_activate_lora)
     model_state(model)
-    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-    wrong = [n for n in trainable if not n.endswith(("lora.A", "lora.B"))]
-    assert not wrong, f"Only LoRA matrices may be trainable, but {wrong[0]} is too."
 
 
 def other_ranks(replace_linear_with_lora, freeze_and_activate_lora) -> None:
-    """Counts scale with the rank (rank 2 and 16), and alpha only changes the scaling."""
+    """Counts scale with the rank (rank 2 and 16)."""
     for rank in (2, 16):
         model = _gpt2_with_lora(replace_linear_with_lora, freeze_and_activate_lora,
                                 rank=rank, alpha=2 * rank)
+        mistake = injection_mistake(model)
+        assert mistake is None, f"With rank {rank}: {mistake}"
         trainable, total = count_parameters(model)
         expected = LORA_PARAMS_RANK_8 * rank // 8
         assert trainable == expected, f"With rank {rank}: {trainable:,} trainable, expected {expected:,}."
@@ -96,6 +97,8 @@ def resnet_linear_layers(replace_linear_with_lora, freeze_and_activate_lora) -> 
     result = replace_linear_with_lora(model, 8, 16)
     model = result if isinstance(result, nn.Module) else model
     freeze_and_activate_lora(model)
+    mistake = injection_mistake(model)
+    assert mistake is None, f"On a ResNet: {mistake}"
     assert sorted(_wrappers(model)) == linear_names, (
         f"On a ResNet the wrapped layers are {sorted(_wrappers(model))}; exactly its nn.Linear "
         f"layers {linear_names} should be (convolutions are left alone)."

@@ -1,4 +1,9 @@
-"""Hidden checks of notebook 01: `LoRALayer`."""
+"""Hidden checks of notebook 01: `LoRALayer`.
+
+They test behaviour, not a storage layout: the lab asks for A (in_dim, rank) and B (rank,
+out_dim) and its visible shape test checks that; the paper's and PEFT's layout, A (rank,
+in_dim) and B (out_dim, rank) with x @ A.T @ B.T, computes the same map and passes here.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,34 @@ import math
 
 import torch
 
-from autograder import solutions
+from helpers.diagnose import scaling_mistake
 
 
 def _make(LoRALayer, in_dim=20, out_dim=12, rank=4, alpha=8.0):
     torch.manual_seed(0)
     return LoRALayer(in_dim, out_dim, rank, alpha)
+
+
+def delta_w(layer, in_dim: int, out_dim: int, rank: int) -> torch.Tensor:
+    """The (in_dim, out_dim) update A B stored by `layer`, in the lab's or the paper's layout."""
+    A, B = layer.A, layer.B
+    if A.shape == (in_dim, rank) and B.shape == (rank, out_dim):
+        return A @ B
+    if A.shape == (rank, in_dim) and B.shape == (out_dim, rank):
+        return (B @ A).T
+    raise AssertionError(
+        f"A {tuple(A.shape)} and B {tuple(B.shape)} do not make a rank-{rank} update from "
+        f"{in_dim} to {out_dim} features (A (in_dim, rank), B (rank, out_dim))."
+    )
+
+
+def kaiming_bound(A: torch.Tensor, in_dim: int) -> float:
+    """kaiming_uniform_(a=sqrt(5))'s bound on A: 1/sqrt(fan_in), fan_in = A.shape[1].
+
+    In the lab's layout (in_dim, rank) fan_in is the rank; in the paper's (rank, in_dim) it is
+    in_dim.
+    """
+    return 1 / math.sqrt(A.shape[1] if A.shape[0] == in_dim else in_dim)
 
 
 def parameter_count(LoRALayer) -> None:
@@ -29,16 +56,17 @@ def parameter_count(LoRALayer) -> None:
 
 def initialisation(LoRALayer) -> None:
     """B is all zeros; A is random within kaiming-uniform(a=sqrt(5)) bounds."""
-    layer = _make(LoRALayer, in_dim=64, out_dim=32, rank=8)
+    in_dim = 64
+    layer = _make(LoRALayer, in_dim=in_dim, out_dim=32, rank=8)
     assert torch.count_nonzero(layer.B) == 0, "B must start at zero so that LoRA starts as a no-op."
     assert torch.count_nonzero(layer.A) == layer.A.numel(), "A must start random, not zero."
-    # kaiming_uniform_(a=sqrt(5)) on a (in_dim, rank) tensor: fan_in = rank, bound = 1/sqrt(rank)
-    bound = 1 / math.sqrt(layer.A.shape[1])
-    assert layer.A.abs().max() <= bound + 1e-6, (
+    bound = kaiming_bound(layer.A, in_dim)
+    largest = layer.A.abs().max().item()
+    assert largest <= bound + 1e-6, (
         "A's values are larger than kaiming-uniform with a=sqrt(5) gives; use "
         "torch.nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))."
     )
-    assert layer.A.abs().max() > 0.5 * bound, "A's values are too small for kaiming-uniform."
+    assert largest > 0.5 * bound, "A's values are too small for kaiming-uniform."
 
 
 def scaling(LoRALayer) -> None:
@@ -46,27 +74,32 @@ def scaling(LoRALayer) -> None:
     for rank, alpha in [(4, 8.0), (8, 16.0), (16, 4.0)]:
         layer = _make(LoRALayer, rank=rank, alpha=alpha)
         assert hasattr(layer, "scaling"), "Store alpha / rank in self.scaling."
-        assert math.isclose(float(layer.scaling), alpha / rank), (
-            f"With rank={rank} and alpha={alpha}, scaling is {layer.scaling}; it should be alpha / rank."
+        value = float(layer.scaling)
+        assert math.isclose(value, alpha / rank), scaling_mistake(value, rank, alpha) or (
+            f"With rank={rank} and alpha={alpha}, scaling is {value}; it should be alpha / rank."
         )
 
 
 def forward_matches_reference(LoRALayer) -> None:
-    """With non-zero B, forward equals scaling * x @ A @ B on 2-D and 3-D inputs."""
-    layer = _make(LoRALayer, in_dim=20, out_dim=12, rank=4, alpha=8.0)
-    reference = solutions.LoRALayer(20, 12, 4, 8.0)
+    """With non-zero B, forward is x -> (alpha / rank) * x ΔW on 2-D and 3-D inputs."""
+    in_dim, out_dim, rank, alpha = 20, 12, 4, 8.0
+    layer = _make(LoRALayer, in_dim=in_dim, out_dim=out_dim, rank=rank, alpha=alpha)
     torch.manual_seed(1)
     with torch.no_grad():
         layer.B.normal_()
-        reference.A.copy_(layer.A)
-        reference.B.copy_(layer.B)
-        for shape in [(5, 20), (2, 7, 20)]:
+        update = delta_w(layer, in_dim, out_dim, rank)
+        for shape in [(5, in_dim), (2, 7, in_dim)]:
             x = torch.randn(*shape)
             out = layer(x)
-            assert out.shape == (*shape[:-1], 12), (
-                f"Input of shape {shape} gave output {tuple(out.shape)}; expected {(*shape[:-1], 12)}."
+            assert out.shape == (*shape[:-1], out_dim), (
+                f"Input of shape {shape} gave output {tuple(out.shape)}; expected "
+                f"{(*shape[:-1], out_dim)}."
             )
-            assert torch.allclose(out, reference(x), atol=1e-5), (
+            expected = x @ update
+            ratio = (out.flatten() @ expected.flatten() / (expected.flatten() @ expected.flatten())).item()
+            proportional = torch.allclose(out, ratio * expected, rtol=1e-4, atol=1e-4)
+            mistake = scaling_mistake(ratio, rank, alpha) if proportional else None
+            assert torch.allclose(out, (alpha / rank) * expected, rtol=1e-4, atol=1e-5), mistake or (
                 f"With a non-zero B, the output for an input of shape {shape} is not "
                 "scaling * (x @ A @ B)."
             )

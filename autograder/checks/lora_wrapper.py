@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from autograder.checks.lora_layer import delta_w
+
 
 def _wrapped(LinearWithLoRA, bias: bool = True, rank: int = 4, alpha: float = 8.0):
     torch.manual_seed(0)
@@ -34,7 +36,8 @@ def lora_branch_sizes(LinearWithLoRA) -> None:
     _, wrapped = _wrapped(LinearWithLoRA, rank=4)
     lora = getattr(wrapped, "lora", None)
     assert lora is not None, "Store the LoRA branch as self.lora."
-    assert tuple(lora.A.shape) == (20, 4) and tuple(lora.B.shape) == (4, 12), (
+    layouts = {((20, 4), (4, 12)), ((4, 20), (12, 4))}  # the lab's, the paper's
+    assert (tuple(lora.A.shape), tuple(lora.B.shape)) in layouts, (
         "The LoRA branch must go from the layer's in_features to its out_features "
         f"(got A {tuple(lora.A.shape)}, B {tuple(lora.B.shape)} for nn.Linear(20, 12), rank 4)."
     )
@@ -50,12 +53,16 @@ def bias_free_layers(LinearWithLoRA) -> None:
 
 
 def adds_the_lora_update(LinearWithLoRA) -> None:
-    """With a non-zero B, output = linear(x) + scaling * x @ A @ B."""
+    """With a non-zero B, output = linear(x) + (alpha / rank) * x ΔW."""
     linear, wrapped = _wrapped(LinearWithLoRA, rank=4, alpha=8.0)
     with torch.no_grad():
         wrapped.lora.B.normal_()
-    x = torch.randn(2, 3, 20)
-    expected = linear(x) + 2.0 * (x @ wrapped.lora.A @ wrapped.lora.B)
-    assert torch.allclose(wrapped(x), expected, atol=1e-5), (
+        x = torch.randn(2, 3, 20)
+        expected = linear(x) + 2.0 * (x @ delta_w(wrapped.lora, 20, 12, 4))
+        out = wrapped(x)
+    assert not torch.allclose(out, linear(x), atol=1e-3), (
+        "With a non-zero B the output still equals linear(x): add the LoRA branch's output."
+    )
+    assert torch.allclose(out, expected, atol=1e-5), (
         "With a non-zero B the output must be linear(x) + lora(x)."
     )

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autograder import solutions
+from autograder.checks.delegation import own_train_step
 from helpers.gpt import GPTModel
 from helpers.sanity import overfit_one_batch
 
@@ -57,41 +58,47 @@ def optimizer_over_trainable_only(make_optimizer) -> None:
     assert group["lr"] == 1e-3 and group["weight_decay"] == 0.05, "Pass lr and weight_decay to AdamW."
 
 
-def step_moves_only_lora_and_head(train_step, make_optimizer) -> None:
-    """After one step the frozen weights are bit-identical and LoRA/head moved."""
+def step_moves_only_lora_and_head(train_step) -> None:
+    """After two steps the frozen weights are bit-identical, the head and LoRA's B moved."""
+    own_train_step(train_step)
     model = _tiny_classifier()
     frozen_before = {n: p.clone() for n, p in model.named_parameters() if not p.requires_grad}
-    optimizer = make_optimizer(model, lr=1e-2, weight_decay=0.0)
+    head_before = model.out_head.weight.detach().clone()
+    optimizer = solutions.make_optimizer(model, lr=1e-2, weight_decay=0.0)
     for _ in range(2):  # B starts at zero: A only moves from the second step on
         loss = train_step(model, _batch(), optimizer)
     assert isinstance(loss, (float, int)), "train_step must return the loss as a float (loss.item())."
     changed = [n for n, p in model.named_parameters() if not p.requires_grad
                and not torch.equal(p, frozen_before[n])]
     assert not changed, f"Frozen weights changed during training: {changed[:3]}."
-    moved = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert any(n.startswith("out_head") for n in moved), "The head must be trained."
+    assert not torch.equal(model.out_head.weight, head_before), (
+        "The head's weights did not change in two steps: the optimizer step must update the "
+        "new head too (it is trainable, and the loss goes through it)."
+    )
     lora_b = [p for n, p in model.named_parameters() if n.endswith("lora.B")]
     assert any(torch.count_nonzero(b) for b in lora_b), "LoRA's B did not move after two steps."
 
 
-def step_loss_is_the_batch_loss(train_step, make_optimizer) -> None:
+def step_loss_is_the_batch_loss(train_step) -> None:
     """The returned loss is the cross-entropy at the last real tokens before the update."""
+    own_train_step(train_step)
     model = _tiny_classifier(seed=1)
     input_ids, labels, last_idx = _batch(seed=1)
     with torch.no_grad():
         logits = solutions.last_token_logits(model(input_ids), last_idx)
         expected = F.cross_entropy(logits, labels).item()
-    loss = train_step(model, (input_ids, labels, last_idx), make_optimizer(model, lr=1e-3))
+    loss = train_step(model, (input_ids, labels, last_idx), solutions.make_optimizer(model, lr=1e-3))
     assert abs(float(loss) - expected) < 1e-4, (
         f"train_step returned {float(loss):.4f}; the cross-entropy of the batch at the last real "
         f"tokens is {expected:.4f}. Use last_token_logits and compute the loss before the step."
     )
 
 
-def overfits_one_batch(train_step, make_optimizer) -> None:
+def overfits_one_batch(train_step) -> None:
     """Repeating steps on one batch drives its loss down."""
+    own_train_step(train_step)
     model = _tiny_classifier(seed=2)
-    optimizer = make_optimizer(model, lr=1e-2, weight_decay=0.0)
+    optimizer = solutions.make_optimizer(model, lr=1e-2, weight_decay=0.0)
     losses = overfit_one_batch(model, _batch(seed=2, size=8), step_fn=train_step,
                                optimizer=optimizer, steps=30, target_loss=0.0, restore=False,
                                progress=False).losses

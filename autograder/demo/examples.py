@@ -1,5 +1,6 @@
 """Example submissions, made from the release and the masters: the complete solution, the
-untouched release, classic mistakes seen in real submissions of this lab, and hostile ones.
+untouched release, classic mistakes seen in real submissions of this lab (each with a known
+signature the feedback names), and hostile ones.
 
 Each is a dict of the six notebooks as a student would hand them in (`write_submission`
 writes one into a folder); `autograder.demo.hand_in` runs them like a student.
@@ -72,6 +73,87 @@ def wrong_lora_init(release_dir: Path = RELEASE_DIR) -> Notebooks:
     notebooks = complete_solution(release_dir)
     cell = _cell(notebooks["01_lora_layer"], "lora_layer")
     cell.source = cell.source.replace("torch.zeros(rank, out_dim)", "torch.randn(rank, out_dim)")
+    return notebooks
+
+
+def _replaced(notebooks: Notebooks, notebook: str, grade_id: str, old: str, new: str) -> Notebooks:
+    """`notebooks` with `old` replaced by `new` in one exercise cell (which must contain it)."""
+    cell = _cell(notebooks[notebook], grade_id)
+    if old not in cell.source:
+        raise ValueError(f"{notebook} [{grade_id}] no longer contains {old!r}")
+    cell.source = cell.source.replace(old, new)
+    return notebooks
+
+
+def scaling_alpha(release_dir: Path = RELEASE_DIR) -> Notebooks:
+    """Step 1 scales by alpha instead of alpha / rank: the scaling and forward checks say so."""
+    return _replaced(complete_solution(release_dir), "01_lora_layer", "lora_layer",
+                     "self.scaling = alpha / rank", "self.scaling = alpha")
+
+
+PAPER_LORA_LAYER = """\
+class LoRALayer(nn.Module):
+    def __init__(self, in_dim, out_dim, rank, alpha):
+        super().__init__()
+        self.A = nn.Parameter(torch.empty(rank, in_dim))
+        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+        self.B = nn.Parameter(torch.zeros(out_dim, rank))
+        self.scaling = alpha / rank
+
+    def forward(self, x):
+        return self.scaling * (x @ self.A.T @ self.B.T)
+"""
+
+
+def paper_orientation(release_dir: Path = RELEASE_DIR) -> Notebooks:
+    """Step 1 in the LoRA paper's and PEFT's layout (A (rank, in), B (out, rank)): right
+    behaviour, so it loses only the visible shape test, which asks for the lab's layout."""
+    notebooks = complete_solution(release_dir)
+    _cell(notebooks["01_lora_layer"], "lora_layer").source = PAPER_LORA_LAYER
+    return notebooks
+
+
+def attention_only(release_dir: Path = RELEASE_DIR) -> Notebooks:
+    """Step 3 skips the feed-forward blocks ("LoRA is for attention"): 589,824 trainable."""
+    return _replaced(complete_solution(release_dir), "03_lora_injection", "replace_linear_with_lora",
+                     'if name == "out_head":', 'if name in ("out_head", "ff"):')
+
+
+def b_frozen(release_dir: Path = RELEASE_DIR) -> Notebooks:
+    """Step 3 unfreezes A but forgets B: 663,552 trainable, nothing would learn."""
+    return _replaced(complete_solution(release_dir), "03_lora_injection",
+                     "freeze_and_activate_lora", "            module.B.requires_grad = True\n", "")
+
+
+def head_frozen(release_dir: Path = RELEASE_DIR) -> Notebooks:
+    """Step 4 freezes the model again after adding the head: 1,327,104 trainable, head frozen."""
+    return _replaced(complete_solution(release_dir), "04_classification_head",
+                     "add_classification_head", "    return model\n",
+                     "    freeze_and_activate_lora(model)\n    return model\n")
+
+
+def padding_token(release_dir: Path = RELEASE_DIR) -> Notebooks:
+    """Step 4 reads the last position, a padding token for every message but the longest."""
+    return _replaced(complete_solution(release_dir), "04_classification_head", "last_token_logits",
+                     "return logits[torch.arange(logits.shape[0], device=logits.device), last_idx]",
+                     "return logits[:, -1, :]")
+
+
+def delegating(release_dir: Path = RELEASE_DIR) -> Notebooks:
+    """Steps 5 and 6 hand their work to the pack's helpers (a default training step of
+    helpers.sanity, helpers.inference.classify_texts): no points for those exercises."""
+    notebooks = complete_solution(release_dir)
+    _cell(notebooks["05_training"], "train_step").source = (
+        "from helpers.sanity import _default_step\n\n"
+        "def train_step(model, batch, optimizer):\n"
+        "    def forward(model, batch):\n"
+        "        return last_token_logits(model(batch[0]), batch[2]), batch[1]\n"
+        "    return _default_step(forward)(model, batch, optimizer)\n")
+    _cell(notebooks["06_inference"], "classify_text").source = (
+        "from helpers.inference import classify_texts\n\n"
+        "def classify_text(text, model, tokenizer, device, max_length=None):\n"
+        "    return classify_texts([text], model, tokenizer, device, max_length,\n"
+        "                          last_token_logits)[0]\n")
     return notebooks
 
 
@@ -149,6 +231,15 @@ EXAMPLES: dict[str, Callable[[], Notebooks]] = {
     "injection_twice": injection_twice,
     "wrong_lora_init": wrong_lora_init,
 }
+MISTAKE_EXAMPLES: dict[str, Callable[[], Notebooks]] = {  # each one's feedback names it
+    "scaling_alpha": scaling_alpha,
+    "paper_orientation": paper_orientation,
+    "attention_only": attention_only,
+    "b_frozen": b_frozen,
+    "head_frozen": head_frozen,
+    "padding_token": padding_token,
+    "delegating": delegating,
+}
 ROBUSTNESS_EXAMPLES: dict[str, Callable[[], Notebooks]] = {
     "infinite_loop": infinite_loop,
     "killed_kernel": killed_kernel,
@@ -172,6 +263,6 @@ def write_submission(notebooks: Notebooks, folder: Path) -> Path:
 def write_examples(dest: Path, names: list[str] | None = None,
                    release_dir: Path = RELEASE_DIR) -> list[Path]:
     """Write example submissions (default: the demo's), one folder per example, into `dest`."""
-    catalogue = {**EXAMPLES, **ROBUSTNESS_EXAMPLES}
+    catalogue = {**EXAMPLES, **MISTAKE_EXAMPLES, **ROBUSTNESS_EXAMPLES}
     return [write_submission(catalogue[name](release_dir), dest / name)
             for name in names or list(EXAMPLES)]

@@ -54,6 +54,7 @@ class StudentResult:
     notebooks: list[NotebookResult]
     seconds: float = 0.0
     digest: str = ""  # of the staged files: a resumed run regrades only what changed
+    grader: dict[str, str] = field(default_factory=dict)  # fingerprint it was graded under
     report: dict = field(default_factory=dict)
 
     @property

@@ -7,8 +7,10 @@
         -> moved to OUT/results/<student>.json and OUT/feedback/<student>/*.html
     autograder.grade.table -> OUT/grades.csv, summary table
 
-Results are written atomically and carry a digest of the student's files: a run that was
-interrupted, or run again on the same folder, regrades only students without a current result.
+Results are written atomically and carry a digest of the student's files and the grader's
+fingerprint (`autograder.grade.fingerprint`: masters, checks, solutions, helpers, options): a run
+that was interrupted, or run again on the same folder, regrades only students without a current
+result, and every student once the grader changed.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from autograder.build.course import ASSIGNMENT, REPO_ROOT, generate_release_into
 from autograder.build.notebook_source import NOTEBOOK_NAMES, build_masters
+from autograder.grade.fingerprint import changed_parts, grader_fingerprint
 from autograder.grade.isolation import isolated_command, support
 from autograder.grade.parallelism import default_jobs, threads_per_student
 from autograder.grade.results import (FAILED, GradeOptions, NotebookResult, StudentResult,
@@ -44,6 +47,7 @@ class RunSummary:
     failed: list[str]   # students whose grading itself failed (worker crashed or killed)
     network_isolated: bool  # student code ran without network
     files_protected: bool   # student code could not write outside its own folder (see isolation)
+    grader_changes: list[str] = field(default_factory=list)  # why unchanged students were regraded
 
 
 def submission_digest(folder: Path) -> str:
@@ -134,15 +138,32 @@ def grade_one(template: Path, submission: Submission, out: Path, options: GradeO
     return done
 
 
-def _current_result(out: Path, student: str, digest: str) -> bool:
+def _previous_result(out: Path, student: str) -> StudentResult | None:
     path = out / "results" / f"{student}.json"
     if not path.is_file():
-        return False
+        return None
     try:
-        result = StudentResult.from_json(path.read_text(encoding="utf-8"))
+        return StudentResult.from_json(path.read_text(encoding="utf-8"))
     except (ValueError, TypeError, KeyError):
-        return False
-    return result.digest == digest and all(nb.status != FAILED for nb in result.notebooks)
+        return None
+
+
+def _stale_grader(out: Path, student: str, digest: str, grader: dict[str, str]) -> list[str] | None:
+    """None when `student` needs grading anyway (no usable result, other files, a failure);
+    else the grader's parts that changed since that result (empty: it is current)."""
+    result = _previous_result(out, student)
+    if result is None or result.digest != digest or any(nb.status == FAILED
+                                                         for nb in result.notebooks):
+        return None
+    return changed_parts(result.grader, grader)
+
+
+def _stamp(out: Path, student: str, grader: dict[str, str]) -> None:
+    """Record in `student`'s new result the grader fingerprint it was graded under."""
+    path = out / "results" / f"{student}.json"
+    result = StudentResult.from_json(path.read_text(encoding="utf-8"))
+    result.grader = grader
+    write_atomically(path, result.to_json())
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -161,25 +182,29 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def grade_submissions(source: Path, out: Path, jobs: int | None = 1,
                       options: GradeOptions | None = None, id_pattern: str | None = None,
                       shard: str | None = None, force: bool = False,
-                      progress: bool = True) -> RunSummary:
+                      progress: bool = True, grader_root: Path = REPO_ROOT) -> RunSummary:
     """Grade every student of `source` (a folder or an LMS zip) into `out`.
 
-    jobs: students graded at a time (None: `default_jobs()`).
+    jobs: students graded at a time (None: `default_jobs()`). grader_root: the repository
+    whose masters, checks, solutions and helpers the fingerprint covers.
     """
     options = options or GradeOptions()
+    grader = grader_fingerprint(options, grader_root)
     jobs = default_jobs() if jobs is None else max(1, jobs)
     out = Path(out).resolve()
     submissions = stage_submissions(Path(source), out / "staging", id_pattern)
     index, count = parse_shard(shard)
     mine = [s for i, s in enumerate(submissions) if i % count == index]
-    template = prepare_template(out / "work" / f"template-{index}")
-    todo, skipped = [], []
+    todo, skipped, grader_changes = [], [], set()
     for submission in mine:
         digest = submission_digest(submission.folder)
-        if not force and _current_result(out, submission.student_id, digest):
+        changes = None if force else _stale_grader(out, submission.student_id, digest, grader)
+        if changes == []:
             skipped.append(submission.student_id)
         else:
             todo.append((submission, digest))
+            grader_changes.update(changes or ())
+    template = prepare_template(out / "work" / f"template-{index}") if todo else None
     graded, failed = [], []
     env = threads_per_student(jobs)
     with ThreadPoolExecutor(max_workers=jobs) as pool, \
@@ -188,10 +213,15 @@ def grade_submissions(source: Path, out: Path, jobs: int | None = 1,
         futures = {pool.submit(grade_one, template, s, out, options, d, env, [Path(source)]): s
                    for s, d in todo}
         for future in futures:
-            (graded if future.result() else failed).append(futures[future].student_id)
+            student = futures[future].student_id
+            if future.result():
+                _stamp(out, student, grader)
+                graded.append(student)
+            else:
+                failed.append(student)
             bar.update(1)
     with suppress(OSError):
         (out / "incoming").rmdir()  # empty once every worker's files have been moved
     available = support()
     return RunSummary(graded, skipped, failed, options.no_network and available.network,
-                      available.files)
+                      available.files, sorted(grader_changes))

@@ -26,6 +26,20 @@ def overall_status(result: StudentResult) -> str:
     return "; ".join(problems) or GRADED
 
 
+DELEGATION_ERROR = "DelegationError: "  # raised by autograder.checks.delegation
+
+
+def delegated_exercises(result: StudentResult) -> str:
+    """'05_training:train_step, ...': exercises that only called a pack helper (no points)."""
+    found = []
+    for nb in result.notebooks:
+        for message in nb.failed.values():
+            if message.startswith(DELEGATION_ERROR):
+                exercise = f"{nb.name}:{message[len(DELEGATION_ERROR):].split()[0]}"
+                found += [exercise] if exercise not in found else []
+    return ", ".join(found)
+
+
 def grades_table(results: list[StudentResult]) -> pd.DataFrame:
     """One row per student: total (required notebooks) and bonus, per-notebook and per-test
     points, status."""
@@ -38,7 +52,8 @@ def grades_table(results: list[StudentResult]) -> pd.DataFrame:
                "bonus": result.bonus,
                "max_bonus": sum(nb.max_score for nb in result.notebooks
                                 if nb.name in BONUS_NOTEBOOKS),
-               "manual_points_to_grade": sum(sum(nb.manual.values()) for nb in result.notebooks)}
+               "manual_points_to_grade": sum(sum(nb.manual.values()) for nb in result.notebooks),
+               "delegated": delegated_exercises(result)}
         for nb in result.notebooks:
             row[nb.name] = nb.score
         for nb in result.notebooks:
