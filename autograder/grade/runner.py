@@ -3,9 +3,11 @@
     stage_submissions -> OUT/staging/<student>/
     prepare_template  -> OUT/work/template/ (masters, nbgrader gradebook)
     one worker process per student (`--jobs N` at a time; `--shard i/N` for a cluster array),
-        isolated (`autograder.grade.isolation`), writing only into OUT/incoming/<student>/
+        sandboxed (`autograder.grade.isolation`): it sees of the run only its own staged files
+        and the template, and writes only into OUT/incoming/<student>/
         -> moved to OUT/results/<student>.json and OUT/feedback/<student>/*.html
-    autograder.grade.table -> OUT/grades.csv, summary table
+    autograder.grade.table -> OUT/grades.csv, summary table; OUT/grading_info.json says which
+        protections were in force
 
 Results are written atomically and carry a digest of the student's files: a run that was
 interrupted, or run again on the same folder, regrades only students without a current result.
@@ -26,15 +28,16 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from autograder.build.course import ASSIGNMENT, REPO_ROOT, generate_release_into
+from autograder.build.course import ASSIGNMENT, generate_release_into
 from autograder.build.notebook_source import NOTEBOOK_NAMES, build_masters
-from autograder.grade.isolation import isolated_command, support
+from autograder.grade.isolation import Protections, best_sandbox, protections, sandboxed_command
 from autograder.grade.parallelism import default_jobs, threads_per_student
 from autograder.grade.results import (FAILED, GradeOptions, NotebookResult, StudentResult,
                                       write_atomically)
 from autograder.grade.staging import Submission, stage_submissions
 
 STUDENT_TIMEOUT_MARGIN = 600  # seconds on top of the per-cell limits before a worker is killed
+GRADING_INFO = "grading_info.json"  # next to grades.csv: the protections student code ran under
 
 
 @dataclass
@@ -42,8 +45,7 @@ class RunSummary:
     graded: list[str]
     skipped: list[str]
     failed: list[str]   # students whose grading itself failed (worker crashed or killed)
-    network_isolated: bool  # student code ran without network
-    files_protected: bool   # student code could not write outside its own folder (see isolation)
+    protections: Protections  # what the sandbox enforced on student code
 
 
 def submission_digest(folder: Path) -> str:
@@ -90,11 +92,13 @@ def _remove_links(folder: Path) -> None:
 
 def grade_one(template: Path, submission: Submission, out: Path, options: GradeOptions,
               digest: str, env: dict[str, str] | None = None,
-              protected: list[Path] = ()) -> bool:
-    """Run the worker for one student; True when it produced a result.
+              protected: list[Path] = (), sandbox: str | None = None) -> bool:
+    """Run the worker for one student in `sandbox` (default: the best this machine has);
+    True when it produced a result.
 
-    env: extra environment; protected: folders made read-only for the student's code (the
-    worker's own folder `OUT/incoming/<student>` stays writable).
+    env: extra environment; protected: folders out of the student's reach besides `out` (the
+    submissions). The worker reads its own staged files and the template and writes only into
+    its own folder `OUT/incoming/<student>`.
     """
     student = submission.student_id
     own = out / "incoming" / student
@@ -103,7 +107,9 @@ def grade_one(template: Path, submission: Submission, out: Path, options: GradeO
     command = [sys.executable, "-m", "autograder.grade.worker", "--template", str(template),
                "--staged", str(submission.folder), "--student", student,
                "--dest", str(own), "--digest", digest, "--options", json.dumps(asdict(options))]
-    command = isolated_command(command, [REPO_ROOT, out, *protected], own, options.no_network)
+    command = sandboxed_command(command, sandbox or best_sandbox(),
+                                readable=[submission.folder, template], writable=own,
+                                protected=[out, *protected], no_network=options.no_network)
     log_path = out / "logs" / f"{student}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
@@ -161,12 +167,14 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def grade_submissions(source: Path, out: Path, jobs: int | None = 1,
                       options: GradeOptions | None = None, id_pattern: str | None = None,
                       shard: str | None = None, force: bool = False,
-                      progress: bool = True) -> RunSummary:
+                      progress: bool = True, sandbox: str | None = None) -> RunSummary:
     """Grade every student of `source` (a folder or an LMS zip) into `out`.
 
-    jobs: students graded at a time (None: `default_jobs()`).
+    jobs: students graded at a time (None: `default_jobs()`); sandbox: one of
+    `isolation.SANDBOXES` (None: the best this machine has).
     """
     options = options or GradeOptions()
+    sandbox = sandbox or best_sandbox()
     jobs = default_jobs() if jobs is None else max(1, jobs)
     out = Path(out).resolve()
     submissions = stage_submissions(Path(source), out / "staging", id_pattern)
@@ -185,13 +193,14 @@ def grade_submissions(source: Path, out: Path, jobs: int | None = 1,
     with ThreadPoolExecutor(max_workers=jobs) as pool, \
             tqdm(total=len(todo), unit="student", desc=f"grading ({jobs} at a time)",
                  disable=not progress) as bar:
-        futures = {pool.submit(grade_one, template, s, out, options, d, env, [Path(source)]): s
+        futures = {pool.submit(grade_one, template, s, out, options, d, env,
+                               [Path(source).resolve()], sandbox): s
                    for s, d in todo}
         for future in futures:
             (graded if future.result() else failed).append(futures[future].student_id)
             bar.update(1)
     with suppress(OSError):
         (out / "incoming").rmdir()  # empty once every worker's files have been moved
-    available = support()
-    return RunSummary(graded, skipped, failed, options.no_network and available.network,
-                      available.files)
+    enforced = protections(sandbox, options.no_network)
+    write_atomically(out / GRADING_INFO, json.dumps(asdict(enforced), indent=1))
+    return RunSummary(graded, skipped, failed, enforced)
