@@ -58,6 +58,7 @@ def main() -> None:
             for sandbox in args.sandboxes:  # interleaved, so that a change of load hits both
                 seconds[sandbox, jobs] = _timed_run(root / "submissions",
                                                     root / f"{sandbox}-{jobs}", jobs, sandbox)
+                print(f"{sandbox}, --jobs {jobs}: {seconds[sandbox, jobs]:.0f} s", flush=True)
     print(f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"{args.copies} complete submissions, grading mode")
     print("| sandbox | run | seconds | seconds per submission |")

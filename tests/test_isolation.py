@@ -159,6 +159,7 @@ def test_grade_refuses_to_run_without_a_sandbox_unless_unsafe(monkeypatch, tmp_p
 # --- end to end (slow: three students graded in one run) --------------------------------------
 
 SECRETS = {"alice": "alice-private-note-7f3a", "bob": "bob-private-note-91c2"}
+STUDENT = "a_snooper"  # graded first, at the same time as alice
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +170,7 @@ def snooped(tmp_path_factory):
         notebooks["06_inference"].cells.append(
             __import__("nbformat").v4.new_markdown_cell(SECRETS[student]))
         write_submission(notebooks, submissions / student)
-    write_submission(snooping(), submissions / "snooping")
+    write_submission(snooping(), submissions / STUDENT)
     (root / "earlier_run" / "results").mkdir(parents=True)
     (root / "earlier_run" / "results" / "carol.json").write_text("carol-earlier-grade-55e0")
     out = root / "out"
@@ -188,23 +189,37 @@ def test_a_snooping_student_finds_nothing_of_the_others(snooped):
             "04_classification_head": 10, "05_training": 9, "06_inference": 7}
     assert {nb.name: nb.score for nb in results["alice"].notebooks} == full
     assert {nb.name: nb.score for nb in results["bob"].notebooks} == {**full, "01_lora_layer": 3}
-    assert {nb.name: nb.score for nb in results["snooping"].notebooks} == full
-    html = (out / "feedback" / "snooping" / "06_inference.html").read_text()
+    assert {nb.name: nb.score for nb in results[STUDENT].notebooks} == full
+    html = (out / "feedback" / STUDENT / "06_inference.html").read_text()
     # it ran, searched, and found its own files: the search works...
     assert re.search(r"snoop done: \d+ files", html)
-    assert f"snoop file: {out / 'staging' / 'snooping' / '06_inference.ipynb'}" in html
-    processes = re.findall(r"snoop process: (.*)", html)
-    assert processes and all("--student snooping" in p or "ipykernel" in p for p in processes)
+    assert f"snoop file: {out / 'staging' / STUDENT / '06_inference.ipynb'}" in html
+    processes = [p for p in re.findall(r"snoop process: (.*)", html) if p.strip()]
+    assert processes[0].count(f"--student {STUDENT}") == 1  # PID 1: its own worker
+    assert all("ipykernel" in p for p in processes[1:])   # then its own kernel, nothing else
     # ...and nothing of the others, of the grading run or of an earlier run is in its feedback
-    feedback = "".join(p.read_text() for p in (out / "feedback" / "snooping").iterdir())
-    feedback += (out / "results" / "snooping.json").read_text()
-    for secret in ["alice", "bob", *SECRETS.values(), "carol", "grades.csv", "results/",
-                   str(out / "feedback"), str(out / "logs")]:
+    feedback = "".join(p.read_text() for p in (out / "feedback" / STUDENT).iterdir())
+    feedback += (out / "results" / f"{STUDENT}.json").read_text()
+    for secret in ["alice", "bob", *SECRETS.values(), "carol", str(out / "results"),
+                   str(out / "feedback"), str(out / "logs"), str(out / "grades.csv")]:
         assert secret not in feedback, secret
-    assert re.findall(r"snoop written: (\S+)", html) == ["/tmp", SANDBOX_HOME] + [
-        line for line in re.findall(r"snoop written: (\S+)", html)[2:]
-        if Path(line).is_relative_to(out / "incoming" / "snooping")]
-    # no file it wrote is left outside its scratch folder (removed with it)
+    # every file it found is its own or the course template, or else in its private /tmp
+    found = [Path(p) for p in re.findall(r"snoop file: (/\S+?):", html)]
+    own_parts = [out / "incoming" / STUDENT, out / "staging" / STUDENT, out / "work"]
+
+    def allowed(path: Path) -> bool:
+        if path.is_relative_to(root):  # the test's folder (the run, an earlier run)
+            return any(path.is_relative_to(part) for part in own_parts)
+        return path.is_relative_to("/tmp")
+    assert len(found) > 10 and [p for p in found if not allowed(p)] == []
+    # it could write only into its own folder and its private /tmp and $HOME (in memory)...
+    written = re.findall(r"snoop written: (\S+)", html)
+    own = out / "incoming" / STUDENT
+    assert written[:2] == ["/tmp", SANDBOX_HOME] and str(own) in written
+    assert all(Path(p).is_relative_to("/tmp") or Path(p).is_relative_to(own) for p in written)
+    refused = re.findall(r"snoop refused: (\S+): Read-only file system", html)
+    assert {"/", sys.prefix} <= set(refused)
+    # ...so no file it wrote is left anywhere (its own folder is removed after grading)
     assert json.loads((out / GRADING_INFO).read_text())["sandbox"] == BUBBLEWRAP
     left = [p for p in root.rglob(SNOOP_MARK)]
     left += [p for p in (Path("/"), Path("/tmp"), Path.home(), Path(sys.prefix),

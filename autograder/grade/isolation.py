@@ -128,7 +128,7 @@ def bubblewrap_command(command: list[str], readable: list[Path], writable: Path,
     `readable` (read-only) and `writable`.
 
     hidden: folders that must not be visible (the grading folder, the submissions); a ValueError
-    if a system, Python or code bind would show one of them.
+    if the Python or code binds would show one of them.
     """
     writable = Path(writable).resolve()
     own = _resolved(readable)
