@@ -195,7 +195,9 @@ def test_a_snooping_student_finds_nothing_of_the_others(snooped):
     assert re.search(r"snoop done: \d+ files", html)
     assert f"snoop file: {out / 'staging' / STUDENT / '06_inference.ipynb'}" in html
     processes = [p for p in re.findall(r"snoop process: (.*)", html) if p.strip()]
-    assert processes[0].count(f"--student {STUDENT}") == 1  # PID 1: its own worker
+    worker = f"{sys.executable} -m autograder.grade.worker --template {out / 'work'}"
+    assert processes[0].startswith(worker)                  # PID 1: its own worker
+    assert f"--staged {out / 'staging' / STUDENT} " in processes[0]
     assert all("ipykernel" in p for p in processes[1:])   # then its own kernel, nothing else
     # ...and nothing of the others, of the grading run or of an earlier run is in its feedback
     feedback = "".join(p.read_text() for p in (out / "feedback" / STUDENT).iterdir())
