@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 import autograder
@@ -168,7 +169,7 @@ def snooped(tmp_path_factory):
     submissions = root / "submissions"
     for student, notebooks in (("alice", complete_solution()), ("bob", wrong_lora_init())):
         notebooks["06_inference"].cells.append(
-            __import__("nbformat").v4.new_markdown_cell(SECRETS[student]))
+            nbformat.v4.new_markdown_cell(SECRETS[student]))
         write_submission(notebooks, submissions / student)
     write_submission(snooping(), submissions / STUDENT)
     (root / "earlier_run" / "results").mkdir(parents=True)
