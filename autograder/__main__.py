@@ -74,11 +74,7 @@ def _print_run(out: Path, summary=None, similarity: str | None = None) -> int:
                   f"regrading all {regraded} student{'s' * (regraded != 1)}")
         if summary.skipped:
             print(f"already graded, unchanged (skipped): {len(summary.skipped)}")
-        if not summary.network_isolated:
-            print("note: student code ran WITH network access (--allow-network, or no unshare here)")
-        if not summary.files_protected:
-            print("note: student code could write outside its own folder (no mount namespace "
-                  "here): run the grading as a dedicated user or in a container")
+        print(summary.protections.describe())
         if summary.failed:
             print(f"GRADING FAILED for {', '.join(summary.failed)}: see {out / 'logs'}",
                   file=sys.stderr)
@@ -87,8 +83,14 @@ def _print_run(out: Path, summary=None, similarity: str | None = None) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
+    from autograder.grade.isolation import NONE, best_sandbox
     from autograder.grade.runner import grade_submissions
 
+    if best_sandbox() == NONE and not args.unsafe:
+        print("error: no sandbox on this machine (bubblewrap or Linux user namespaces), so "
+              "student code could read and change everything your user can: grade on Linux "
+              "with bubblewrap installed, or pass --unsafe", file=sys.stderr)
+        return 2
     summary = grade_submissions(args.submissions, args.out, jobs=args.jobs,
                                 options=_options(args), id_pattern=args.id_pattern,
                                 shard=args.shard, force=args.force)
@@ -206,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--id-pattern", dest="id_pattern",
                        help="regex with a group (?P<id>...) finding the student id in zip paths")
     grade.add_argument("--force", action="store_true", help="regrade students already graded")
+    grade.add_argument("--unsafe", action="store_true",
+                       help="grade even where no sandbox is available (student code then runs "
+                            "with all your rights)")
     grade.set_defaults(run=_grade)
 
     merge = commands.add_parser("merge", help="merge shard folders into one grades.csv")

@@ -224,6 +224,64 @@ def tampering(release_dir: Path = RELEASE_DIR) -> Notebooks:
     return notebooks
 
 
+SNOOP_MARK = "snoop-was-here.txt"  # the file the snooping student tries to leave everywhere
+
+_SNOOP = f"""
+import fnmatch, os, pathlib, sys
+def note(kind, text):
+    print(f"snoop {{kind}}: {{text}}")
+# the command lines of every process it can see (a worker's names its student's folders)
+for entry in sorted(pathlib.Path("/proc").glob("[0-9]*")):
+    try:
+        note("process", (entry / "cmdline").read_bytes().replace(b"\\0", b" ").decode()[:1000])
+    except OSError:
+        pass
+# walk up from the working directory, listing every folder on the way
+here = pathlib.Path.cwd()
+for folder in [here, *here.parents]:
+    try:
+        note("folder", f"{{folder}}: {{sorted(os.listdir(folder))}}")
+    except OSError as error:
+        note("folder", f"{{folder}}: {{error.strerror}}")
+# search everything visible for notebooks, results, grades, feedback and logs, and print them
+home = pathlib.Path.home()
+note("home", f"{{home}}: {{sorted(p.name for p in home.iterdir())}}")
+skip = {{"/proc", "/sys", "/dev", "/usr", sys.prefix, sys.base_prefix}}
+patterns = ("*.ipynb", "*.json", "grades.csv", "*.html", "*.log")
+found = 0
+for root, dirs, files in os.walk("/"):
+    dirs[:] = [d for d in dirs if os.path.join(root, d) not in skip]
+    for name in files:
+        if any(fnmatch.fnmatch(name, p) for p in patterns) and found < 200:
+            found += 1
+            path = os.path.join(root, name)
+            try:
+                note("file", f"{{path}}: {{open(path, errors='replace').read(120)!r}}")
+            except OSError as error:
+                note("file", f"{{path}}: {{error.strerror}}")
+# try to leave a file everywhere
+places = ["/", "/tmp", str(home), sys.prefix, os.path.dirname(os.__file__),
+          *map(str, here.parents)]
+for place in places:
+    try:
+        pathlib.Path(place, {SNOOP_MARK!r}).write_text("snooped")
+        note("written", place)
+    except OSError as error:
+        note("refused", f"{{place}}: {{error.strerror}}")
+note("done", f"{{found}} files")
+"""
+
+
+def snooping(release_dir: Path = RELEASE_DIR) -> Notebooks:
+    """The complete solution whose step 6 ends with a cell that looks for other students'
+    work, grades and processes, prints whatever it finds into its own feedback, and tries to
+    leave a file (SNOOP_MARK) everywhere: it must find only its own files. Grade it only in
+    the bubblewrap sandbox: anywhere else it does read and write all it can."""
+    notebooks = complete_solution(release_dir)
+    notebooks["06_inference"].cells.append(nbformat.v4.new_code_cell(_SNOOP.strip()))
+    return notebooks
+
+
 EXAMPLES: dict[str, Callable[[], Notebooks]] = {
     "complete": complete_solution,
     "untouched": untouched_release,
@@ -247,6 +305,7 @@ ROBUSTNESS_EXAMPLES: dict[str, Callable[[], Notebooks]] = {
     "edited_test_cell": edited_test_cell,
     "flooded_output": flooded_output,
     "tampering": tampering,
+    "snooping": snooping,
 }
 
 

@@ -3,9 +3,11 @@
     stage_submissions -> OUT/staging/<student>/
     prepare_template  -> OUT/work/template/ (masters, nbgrader gradebook)
     one worker process per student (`--jobs N` at a time; `--shard i/N` for a cluster array),
-        isolated (`autograder.grade.isolation`), writing only into OUT/incoming/<student>/
+        sandboxed (`autograder.grade.isolation`): it sees of the run only its own staged files
+        and the template, and writes only into OUT/incoming/<student>/
         -> moved to OUT/results/<student>.json and OUT/feedback/<student>/*.html
-    autograder.grade.table -> OUT/grades.csv, summary table
+    autograder.grade.table -> OUT/grades.csv, summary table; OUT/grading_info.json says which
+        protections were in force
 
 Results are written atomically and carry a digest of the student's files and the grader's
 fingerprint (`autograder.grade.fingerprint`: masters, checks, solutions, helpers, options): a run
@@ -31,13 +33,14 @@ from tqdm.auto import tqdm
 from autograder.build.course import ASSIGNMENT, REPO_ROOT, generate_release_into
 from autograder.build.notebook_source import NOTEBOOK_NAMES, build_masters
 from autograder.grade.fingerprint import changed_parts, grader_fingerprint
-from autograder.grade.isolation import isolated_command, support
+from autograder.grade.isolation import Protections, best_sandbox, protections, sandboxed_command
 from autograder.grade.parallelism import default_jobs, threads_per_student
 from autograder.grade.results import (FAILED, GradeOptions, NotebookResult, StudentResult,
                                       write_atomically)
 from autograder.grade.staging import Submission, stage_submissions
 
 STUDENT_TIMEOUT_MARGIN = 600  # seconds on top of the per-cell limits before a worker is killed
+GRADING_INFO = "grading_info.json"  # next to grades.csv: the protections student code ran under
 
 
 @dataclass
@@ -45,8 +48,7 @@ class RunSummary:
     graded: list[str]
     skipped: list[str]
     failed: list[str]   # students whose grading itself failed (worker crashed or killed)
-    network_isolated: bool  # student code ran without network
-    files_protected: bool   # student code could not write outside its own folder (see isolation)
+    protections: Protections  # what the sandbox enforced on student code
     grader_changes: list[str] = field(default_factory=list)  # why unchanged students were regraded
 
 
@@ -94,11 +96,13 @@ def _remove_links(folder: Path) -> None:
 
 def grade_one(template: Path, submission: Submission, out: Path, options: GradeOptions,
               digest: str, env: dict[str, str] | None = None,
-              protected: list[Path] = ()) -> bool:
-    """Run the worker for one student; True when it produced a result.
+              protected: list[Path] = (), sandbox: str | None = None) -> bool:
+    """Run the worker for one student in `sandbox` (default: the best this machine has);
+    True when it produced a result.
 
-    env: extra environment; protected: folders made read-only for the student's code (the
-    worker's own folder `OUT/incoming/<student>` stays writable).
+    env: extra environment; protected: folders out of the student's reach besides `out` (the
+    submissions). The worker reads its own staged files and the template and writes only into
+    its own folder `OUT/incoming/<student>`.
     """
     student = submission.student_id
     own = out / "incoming" / student
@@ -107,7 +111,9 @@ def grade_one(template: Path, submission: Submission, out: Path, options: GradeO
     command = [sys.executable, "-m", "autograder.grade.worker", "--template", str(template),
                "--staged", str(submission.folder), "--student", student,
                "--dest", str(own), "--digest", digest, "--options", json.dumps(asdict(options))]
-    command = isolated_command(command, [REPO_ROOT, out, *protected], own, options.no_network)
+    command = sandboxed_command(command, sandbox or best_sandbox(),
+                                readable=[submission.folder, template], writable=own,
+                                protected=[out, *protected], no_network=options.no_network)
     log_path = out / "logs" / f"{student}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
@@ -182,14 +188,17 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def grade_submissions(source: Path, out: Path, jobs: int | None = 1,
                       options: GradeOptions | None = None, id_pattern: str | None = None,
                       shard: str | None = None, force: bool = False,
-                      progress: bool = True, grader_root: Path = REPO_ROOT) -> RunSummary:
+                      progress: bool = True, grader_root: Path = REPO_ROOT,
+                      sandbox: str | None = None) -> RunSummary:
     """Grade every student of `source` (a folder or an LMS zip) into `out`.
 
     jobs: students graded at a time (None: `default_jobs()`). grader_root: the repository
-    whose masters, checks, solutions and helpers the fingerprint covers.
+    whose masters, checks, solutions and helpers the fingerprint covers. sandbox: one of
+    `isolation.SANDBOXES` (None: the best this machine has).
     """
     options = options or GradeOptions()
     grader = grader_fingerprint(options, grader_root)
+    sandbox = sandbox or best_sandbox()
     jobs = default_jobs() if jobs is None else max(1, jobs)
     out = Path(out).resolve()
     submissions = stage_submissions(Path(source), out / "staging", id_pattern)
@@ -210,7 +219,8 @@ def grade_submissions(source: Path, out: Path, jobs: int | None = 1,
     with ThreadPoolExecutor(max_workers=jobs) as pool, \
             tqdm(total=len(todo), unit="student", desc=f"grading ({jobs} at a time)",
                  disable=not progress) as bar:
-        futures = {pool.submit(grade_one, template, s, out, options, d, env, [Path(source)]): s
+        futures = {pool.submit(grade_one, template, s, out, options, d, env,
+                               [Path(source).resolve()], sandbox): s
                    for s, d in todo}
         for future in futures:
             student = futures[future].student_id
@@ -222,6 +232,6 @@ def grade_submissions(source: Path, out: Path, jobs: int | None = 1,
             bar.update(1)
     with suppress(OSError):
         (out / "incoming").rmdir()  # empty once every worker's files have been moved
-    available = support()
-    return RunSummary(graded, skipped, failed, options.no_network and available.network,
-                      available.files, sorted(grader_changes))
+    enforced = protections(sandbox, options.no_network)
+    write_atomically(out / GRADING_INFO, json.dumps(asdict(enforced), indent=1))
+    return RunSummary(graded, skipped, failed, enforced, sorted(grader_changes))
