@@ -65,7 +65,7 @@ def main() -> None:
     print("| --- | --- | ---: | ---: |")
     for (sandbox, jobs), value in seconds.items():
         print(f"| {sandbox} | --jobs {jobs} | {value:.0f} | {value / args.copies:.0f} |")
-    for sandbox in args.sandboxes:
+    for sandbox in args.sandboxes if args.jobs > 1 else []:
         print(f"{sandbox}: speed-up of --jobs {args.jobs}: "
               f"{seconds[sandbox, 1] / seconds[sandbox, args.jobs]:.2f}x")
     base = args.sandboxes[0]
