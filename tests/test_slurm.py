@@ -12,8 +12,11 @@ import pandas as pd
 import pytest
 
 from autograder.__main__ import main as cli
+from autograder.build.notebook_source import NOTEBOOK_NAMES
 from autograder.demo.examples import (complete_solution, deleted_test_cell, edited_test_cell,
                                       untouched_release, wrong_lora_init, write_submission)
+from autograder.grade.results import GRADED, NotebookResult, StudentResult
+from autograder.grade.runner import write_roster
 from slurm_cluster import slurm_cluster, unavailable_reason
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +24,6 @@ SUBMIT = REPO_ROOT / "autograder" / "slurm" / "submit.sh"
 TASKS = 4
 JOBS_TIMEOUT = 1800  # seconds for a whole array on a loaded 2-core machine
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +65,27 @@ def _job_logs(out: Path) -> str:
                      for p in sorted((out / "slurm-logs").glob("*.out")))
 
 
+def test_merge_names_the_students_of_a_lost_shard(tmp_path, capsys):
+    """Fast: shard 0 of 2 ran, shard 1 left nothing; the merge exits 1 naming both."""
+    students = ["ann", "ben", "cat", "dan"]
+    shard = tmp_path / "shard-0"
+    write_roster(shard, students, ["ann", "cat"])
+    for student in ("ann", "cat"):
+        result = StudentResult(student, [NotebookResult(name, GRADED) for name in NOTEBOOK_NAMES])
+        (shard / "results").mkdir(exist_ok=True)
+        (shard / "results" / f"{student}.json").write_text(result.to_json())
+    assert cli(["merge", str(tmp_path), str(shard), str(tmp_path / "shard-1")]) == 1
+    errors = capsys.readouterr().err
+    assert "NOT MERGED" in errors and "shard-1" in errors
+    assert "NO RESULT for 2 student(s) of the class (not in grades.csv): ben, dan" in errors
+    assert sorted(_grades(tmp_path)["student"]) == ["ann", "cat"]
+    write_roster(tmp_path / "shard-1", students, ["ben", "dan"])  # ran, graded nobody yet
+    assert cli(["merge", str(tmp_path), str(shard), str(tmp_path / "shard-1")]) == 1
+    assert "NOT MERGED" not in capsys.readouterr().err
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_array_and_merge_equal_a_local_run_and_resume_reruns_only_the_lost_task(cluster,
                                                                                   tmp_path):
     submissions = _cheap_class(tmp_path / "submissions")
