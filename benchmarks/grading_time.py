@@ -1,37 +1,86 @@
-"""Seconds per submission of the autograder, serial and with --jobs, in grading mode.
+"""Seconds per submission of the autograder, serial and with --jobs, against the kernels' floor.
 
     python -m benchmarks.grading_time [--copies 2] [--jobs 2]
 
 Grades COPIES copies of the complete example submission twice, first with --jobs 1, then with
 --jobs JOBS, and prints seconds per submission (wall clock of the whole run divided by the
-number of students, staging and template included) and the speed-up. Not a test: run it on an
-otherwise idle machine.
+number of students, staging and template included). Beside each run, in the same process and
+just before it, it measures the floor of a design with one fresh kernel per notebook: six
+kernels per submission, each started and importing torch and the helpers, nothing else (JOBS
+such chains at a time for the parallel run), and prints the ratio of grading to that floor.
+Not a test: run it on an otherwise idle machine; the load average is printed with the result.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
 import platform
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+from jupyter_client.manager import start_new_kernel
 
+from autograder.build.notebook_source import NOTEBOOK_NAMES
 from autograder.demo.examples import complete_solution, write_submission
+from autograder.grade.parallelism import threads_per_student
 from autograder.grade.runner import grade_submissions
 from autograder.grade.table import load_results
 
+FLOOR_CODE = "import torch, helpers"
 
-def _timed_run(submissions: Path, out: Path, jobs: int) -> float:
+
+def _fresh_kernels(count: int, env: dict[str, str]) -> None:
+    """Start `count` kernels one after the other; each imports torch and the helpers, then stops."""
+    for _ in range(count):
+        manager, client = start_new_kernel(kernel_name="python3", env={**os.environ, **env})
+        try:
+            reply = client.execute_interactive(FLOOR_CODE, timeout=600, output_hook=lambda _: None)
+            if reply["content"]["status"] != "ok":
+                raise SystemExit(f"the floor's kernel could not run {FLOOR_CODE!r}: {reply}")
+        finally:
+            client.stop_channels()
+            manager.shutdown_kernel(now=True)
+
+
+def floor_seconds(copies: int, jobs: int) -> float:
+    """Wall clock of COPIES x 6 fresh kernels importing torch and helpers, JOBS chains at a time
+    (each chain's kernels get the threads a parallel student's kernels get)."""
+    env = threads_per_student(jobs)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for future in [pool.submit(_fresh_kernels, len(NOTEBOOK_NAMES), env)
+                       for _ in range(copies)]:
+            future.result()
+    return time.perf_counter() - start
+
+
+def grading_seconds(submissions: Path, out: Path, jobs: int) -> float:
+    """Wall clock of grading every submission; every one must get full marks."""
     start = time.perf_counter()
     summary = grade_submissions(submissions, out, jobs=jobs, force=True, progress=False)
     seconds = time.perf_counter() - start
-    scores = {r.student_id: r.score for r in load_results(out)}
-    if summary.failed or len(set(scores.values())) != 1:
-        raise SystemExit(f"unexpected grading result: {summary}, scores {scores}")
+    results = load_results(out)
+    wrong = {r.student_id: r.score for r in results
+             if r.score != sum(nb.max_score for nb in r.notebooks)}
+    if summary.failed or wrong or len(results) != len(list(submissions.iterdir())):
+        raise SystemExit(f"unexpected grading result: {summary}, not full marks: {wrong}")
     return seconds
+
+
+def _cpu() -> str:
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+    return f"{names[0] if names else platform.processor()}, {os.cpu_count()} cores"
+
+
+def _load() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def main() -> None:
@@ -39,19 +88,29 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=2, help="complete submissions to grade")
     parser.add_argument("--jobs", type=int, default=2, help="parallel students in the 2nd run")
     args = parser.parse_args()
+    loads = [_load()]
+    rows = []
     with tempfile.TemporaryDirectory(prefix="grading-time-") as tmp:
         root = Path(tmp)
         first = write_submission(complete_solution(), root / "submissions" / "student-0")
         for i in range(1, args.copies):
             shutil.copytree(first, root / "submissions" / f"student-{i}")
-        serial = _timed_run(root / "submissions", root / "serial", jobs=1)
-        parallel = _timed_run(root / "submissions", root / "parallel", jobs=args.jobs)
-    print(f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"{args.copies} complete submissions, grading mode")
-    print("| run | seconds | seconds per submission |")
-    print("| --- | ---: | ---: |")
-    print(f"| --jobs 1 | {serial:.0f} | {serial / args.copies:.0f} |")
-    print(f"| --jobs {args.jobs} | {parallel:.0f} | {parallel / args.copies:.0f} |")
+        for jobs in (1, args.jobs):
+            floor = floor_seconds(args.copies, jobs)
+            grading = grading_seconds(root / "submissions", root / f"jobs-{jobs}", jobs)
+            rows.append((jobs, grading, floor))
+            loads.append(_load())
+    print(f"{datetime.date.today()}, {_cpu()}, {platform.machine()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} torch threads, {args.copies} complete submissions, "
+          f"grading mode; load average (1, 5, 15 min) before and after each run: "
+          f"{' | '.join(loads)}")
+    print("| run | seconds per submission | floor: 6 fresh kernels importing torch, helpers "
+          "| grading / floor |")
+    print("| --- | ---: | ---: | ---: |")
+    for jobs, grading, floor in rows:
+        print(f"| --jobs {jobs} | {grading / args.copies:.1f} | {floor / args.copies:.1f} "
+              f"| {grading / floor:.2f}x |")
+    serial, parallel = rows[0][1], rows[-1][1]
     print(f"speed-up of --jobs {args.jobs}: {serial / parallel:.2f}x")
 
 
