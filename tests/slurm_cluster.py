@@ -29,7 +29,8 @@ def unavailable_reason() -> str | None:
     missing = [name for name in (*DAEMONS, *CLIENTS) if shutil.which(name) is None
                and not Path("/usr/sbin", name).is_file()]
     if missing:
-        return f"Slurm/munge binaries not installed ({', '.join(missing)}): apt-get install slurm-wlm munge"
+        return (f"Slurm/munge binaries not installed ({', '.join(missing)}): "
+                "apt-get install slurm-wlm munge")
     if os.geteuid() != 0:
         return "the Slurm daemons (slurmd, munged as their own users) need root here"
     return None

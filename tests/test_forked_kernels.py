@@ -72,8 +72,8 @@ def test_forked_kernels_start_like_plain_kernels_in_fresh_processes(tmp_path):
     for forked in (first, second):
         assert forked["matplotlib_preloaded"] is False
         assert forked["own_session"] is True
-        same = {key: value for key, value in forked.items() if key not in ("pid", "torch_preloaded")}
-        assert same == {key: value for key, value in plain.items()
-                        if key not in ("pid", "torch_preloaded")}
+        differ = ("pid", "torch_preloaded")
+        assert {key: value for key, value in forked.items() if key not in differ} == \
+            {key: value for key, value in plain.items() if key not in differ}
     assert plain["cwd"] == str(tmp_path) and plain["probe"] == "seen"
     assert plain["backend"] == "module://matplotlib_inline.backend_inline"

@@ -142,8 +142,8 @@ class ForkedProvisioner(LocalProvisioner):
         # JPY_PARENT_PID when the fork server imported it, so it is passed as an argument too)
         env = {**(kwargs.get("env") or os.environ), "JPY_PARENT_PID": str(os.getpid())}
         arguments = [*arguments, f"--IPKernelApp.parent_handle={os.getpid()}"]
-        child = fork_server().Process(target=_run_kernel, args=(arguments, env, cwd, _kernel_sys_path()),
-                                      name="kernel")
+        child = fork_server().Process(target=_run_kernel, name="kernel",
+                                      args=(arguments, env, cwd, _kernel_sys_path()))
         with _main_module_hidden():
             child.start()
         self.process = _ForkedProcess(child)
