@@ -99,9 +99,12 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
+    from autograder.grade.runner import roster_students
     from autograder.grade.table import merge_results, summary_text
 
-    missing = [shard for shard in args.shards if not (shard / "results").is_dir()]
+    rosters = {folder: roster_students(folder) for folder in [args.out, *args.shards]}
+    missing = [shard for shard in args.shards
+               if not (shard / "results").is_dir() and rosters[shard] is None]
     shards = [shard for shard in args.shards if shard not in missing]
     if not any((folder / "results").is_dir() for folder in [args.out, *shards]):
         print(f"No graded student in {args.out}: run `python -m autograder grade` first.",
@@ -113,8 +116,12 @@ def _merge(args: argparse.Namespace) -> int:
     if missing:
         print(f"NOT MERGED (no results/ folder; did those tasks run?): "
               f"{', '.join(map(str, missing))}", file=sys.stderr)
-        return 1
-    return 0
+    expected = set().union(*(students for students in rosters.values() if students))
+    ungraded = sorted(expected - set(table.get("student", [])))
+    if ungraded:
+        print(f"NO RESULT for {len(ungraded)} student(s) of the class (not in grades.csv): "
+              f"{', '.join(ungraded)}", file=sys.stderr)
+    return 1 if missing or ungraded else 0
 
 
 def _feedback(args: argparse.Namespace) -> int:

@@ -784,7 +784,7 @@ ANSWERS: list[dict[str, str]] = [
                    "sur ce petit jeu de données déséquilibré."},
 ]
 REPORT_ORDER = ("name", "number", "header", "s1", "s2", "q1", "q2", "q3", "q4", "q5", "s6",
-                "conclusion")
+                "s7", "conclusion")
 _TODO = "*À compléter.*"
 
 

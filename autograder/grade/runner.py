@@ -41,6 +41,7 @@ from autograder.grade.staging import Submission, stage_submissions
 
 STUDENT_TIMEOUT_MARGIN = 600  # seconds on top of the per-cell limits before a worker is killed
 GRADING_INFO = "grading_info.json"  # next to grades.csv: the protections student code ran under
+ROSTER = "roster.json"  # in a grading folder: every student of the class, and this shard's
 
 
 @dataclass
@@ -172,6 +173,19 @@ def _stamp(out: Path, student: str, grader: dict[str, str]) -> None:
     write_atomically(path, result.to_json())
 
 
+def write_roster(out: Path, students: list[str], mine: list[str]) -> None:
+    """Record the class's students and those this run (shard) grades, for `merge` to check."""
+    write_atomically(out / ROSTER, json.dumps({"students": students, "shard": mine}, indent=1))
+
+
+def roster_students(folder: Path) -> set[str] | None:
+    """The class's students according to `folder`'s roster (None: no roster there)."""
+    path = Path(folder) / ROSTER
+    if not path.is_file():
+        return None
+    return set(json.loads(path.read_text(encoding="utf-8"))["students"])
+
+
 def parse_shard(text: str | None) -> tuple[int, int]:
     """'2/8' -> (2, 8): this run grades students number 2, 10, 18, ... (0-based)."""
     if not text:
@@ -204,6 +218,7 @@ def grade_submissions(source: Path, out: Path, jobs: int | None = 1,
     submissions = stage_submissions(Path(source), out / "staging", id_pattern)
     index, count = parse_shard(shard)
     mine = [s for i, s in enumerate(submissions) if i % count == index]
+    write_roster(out, [s.student_id for s in submissions], [s.student_id for s in mine])
     todo, skipped, grader_changes = [], [], set()
     for submission in mine:
         digest = submission_digest(submission.folder)

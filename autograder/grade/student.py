@@ -5,11 +5,16 @@ code does can reach another student's grade. For each notebook it:
 
 1. checks the file is there and is a readable notebook (else: `notebook missing` /
    `notebook unreadable`, zero points for that notebook only);
-2. runs `nbgrader autograde` on that notebook alone, so a crash costs that notebook only;
-   deleted or edited test cells are restored from the masters by nbgrader; a dead kernel is
-   retried once; each cell has a timeout (longer for cells tagged `training`); outputs are
-   capped in size while they are recorded and in the graded copy (`output_limits`);
+2. runs `nbgrader autograde` on that notebook alone, in a kernel of its own, so a crash costs
+   that notebook only; deleted or edited test cells are restored from the masters by
+   nbgrader; a dead kernel is retried once; each cell has a timeout (longer for cells tagged
+   `training`); outputs are capped in size while they are recorded and in the graded copy
+   (`output_limits`);
 3. reads every graded cell's points from the private gradebook and renders feedback HTML.
+
+The kernels are forked from one process per student that has imported torch and the helpers
+(`forked_kernels`): a fresh process per notebook without paying an interpreter start and
+`import torch` six times. One nbgrader API object serves the six notebooks.
 
 It then checks `rapport.md` against the student's own executed notebooks
 (`helpers.report_check`): three report columns in grades.csv, `rapport.html` in the feedback.
@@ -35,6 +40,7 @@ from autograder.grade.results import (FAILED, GRADED, KERNEL_DIED, MISSING, TIME
                                       UNREADABLE, GradeOptions, NotebookResult, StudentResult,
                                       write_atomically)
 from autograder.grade.environment import grading_environment
+from autograder.grade.forked_kernels import start_fork_server
 from autograder.grade.staging import lost_in_staging
 from helpers.report_check import check_report
 
@@ -45,16 +51,18 @@ def _timeout_for(options: GradeOptions):
     return timeout
 
 
-def autograde_config(options: GradeOptions, notebook: str, sockets: Path) -> Config:
-    """nbgrader settings for grading one notebook (the defaults are wrong for this lab).
+def autograde_config(options: GradeOptions, sockets: Path) -> Config:
+    """nbgrader settings for autograding this lab's notebooks (the defaults are wrong for it).
 
-    Kernels talk over Unix sockets named after `sockets` (an absolute path prefix), so they
-    need no network interface at all.
+    Kernels are forked from a process that has imported torch and the helpers
+    (`forked_kernels`) and talk over Unix sockets named after `sockets` (an absolute path
+    prefix), so they need no network interface at all.
     """
     from autograder.grade.output_limits import autograde_steps  # imports nbgrader: only when grading
 
     c = Config()
-    c.CourseDirectory.notebook_id = notebook
+    c.ExecuteWithOutputBudget.kernel_manager_class = \
+        "autograder.grade.forked_kernels.ForkedKernelManager"
     c.Execute.timeout = options.cell_timeout
     c.Execute.timeout_func = _timeout_for(options)
     c.Execute.interrupt_on_timeout = True
@@ -86,26 +94,30 @@ def _notebook_status(autograded: Path) -> str:
     return TIMED_OUT if CellTimeoutError.__name__ in names else GRADED
 
 
-def _read_scores(root: Path, student: str, notebook: str, result: NotebookResult) -> None:
+def _read_scores(root: Path, student: str, graded: list[NotebookResult]) -> None:
+    """Each graded notebook's points, from the student's private gradebook."""
     from nbgrader.api import Gradebook
 
     with Gradebook(gradebook_url(root)) as gb:
-        submission = gb.find_submission_notebook(notebook, ASSIGNMENT, student)
-        for grade in submission.grades:
-            if grade.name in result.tests:
-                result.tests[grade.name] = float(grade.auto_score or 0.0)
-    result.score = sum(result.tests.values())
+        for result in graded:
+            submission = gb.find_submission_notebook(result.name, ASSIGNMENT, student)
+            for grade in submission.grades:
+                if grade.name in result.tests:
+                    result.tests[grade.name] = float(grade.auto_score or 0.0)
+            result.score = sum(result.tests.values())
 
 
-def _points_possible(root: Path, notebook: str) -> tuple[dict[str, float], dict[str, float]]:
-    """(autograded test cells, written answers graded by hand): grade_id -> max points."""
+def _points_possible(root: Path) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
+    """Per notebook: (autograded test cells, written answers graded by hand): grade_id -> max."""
     from nbgrader.api import Gradebook
 
+    possible = {}
     with Gradebook(gradebook_url(root)) as gb:
-        cells = gb.find_notebook(notebook, ASSIGNMENT).grade_cells
-        auto = {c.name: float(c.max_score) for c in cells if c.cell_type == "code"}
-        manual = {c.name: float(c.max_score) for c in cells if c.cell_type != "code"}
-    return auto, manual
+        for name in NOTEBOOK_NAMES:
+            cells = gb.find_notebook(name, ASSIGNMENT).grade_cells
+            possible[name] = ({c.name: float(c.max_score) for c in cells if c.cell_type == "code"},
+                              {c.name: float(c.max_score) for c in cells if c.cell_type != "code"})
+    return possible
 
 
 def _readable(path: Path) -> bool:
@@ -129,10 +141,13 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
     submitted = root / "submitted" / student / ASSIGNMENT
     submitted.mkdir(parents=True)
     os.environ.update(grading_environment(root / "source" / ASSIGNMENT, workdir / "env"))
-    results = []
+    start_fork_server()  # imports torch and the helpers while nbgrader gets ready
+    api = nbgrader_api(root, autograde_config(options, sockets_dir / "kernel"))
+    possible = _points_possible(root)
+    results, graded = [], []
     for name in NOTEBOOK_NAMES:
         nb_start = time.perf_counter()
-        auto, manual = _points_possible(root, name)
+        auto, manual = possible[name]
         result = NotebookResult(name, GRADED, max_score=sum(auto.values()), max_tests=auto,
                                 tests=dict.fromkeys(auto, 0.0), manual=manual)
         source = staged / f"{name}.ipynb"
@@ -143,9 +158,13 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
             result.status = UNREADABLE
         else:
             shutil.copy2(source, submitted / source.name)
-            _autograde_one(root, student, name, options, result, sockets_dir)
+            if _autograde_one(api, root, student, name, result):
+                graded.append(result)
         result.seconds = round(time.perf_counter() - nb_start, 2)
         results.append(result)
+    _read_scores(root, student, graded)
+    for result in graded:
+        _record_failures(root, student, result)
     feedback = _generate_feedback(root, student)
     if feedback is not None:
         shutil.copytree(feedback, feedback_dir, dirs_exist_ok=True)
@@ -156,22 +175,30 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
                          report=report.summary_columns())
 
 
-def _autograde_one(root: Path, student: str, name: str, options: GradeOptions,
-                   result: NotebookResult, sockets_dir: Path) -> None:
+def _autograded_path(root: Path, student: str, name: str) -> Path:
+    return root / "autograded" / student / ASSIGNMENT / f"{name}.ipynb"
+
+
+def _autograde_one(api, root: Path, student: str, name: str, result: NotebookResult) -> bool:
+    """nbgrader autograde of notebook `name` alone; False (status set) when it failed."""
     from autograder.grade.output_limits import ExecuteWithOutputBudget
 
-    api = nbgrader_api(root, autograde_config(options, name, sockets_dir / "kernel"))
+    api.coursedir.notebook_id = name
     outcome = api.autograde(ASSIGNMENT, student, force=True, create=True)
-    autograded = root / "autograded" / student / ASSIGNMENT / f"{name}.ipynb"
+    autograded = _autograded_path(root, student, name)
     if not outcome.get("success") or not autograded.is_file():
         failure = ExecuteWithOutputBudget.last_failure
         died = failure is not None and issubclass(failure, DeadKernelError)
         result.status = KERNEL_DIED if died else FAILED
         result.failed["_grading"] = ((outcome.get("error") or "") + (outcome.get("log") or ""))[-1500:]
-        return
+        return False
     result.status = _notebook_status(autograded)
-    _read_scores(root, student, name, result)
-    nb = nbformat.read(autograded, as_version=4)
+    return True
+
+
+def _record_failures(root: Path, student: str, result: NotebookResult) -> None:
+    """The error of each test cell that lost points, for the grades table."""
+    nb = nbformat.read(_autograded_path(root, student, result.name), as_version=4)
     for cell in nb.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         if grade_id in result.max_tests and result.tests.get(grade_id, 0) < result.max_tests[grade_id]:

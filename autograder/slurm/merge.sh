@@ -2,7 +2,8 @@
 # Merge the shards of a grading run into OUT/grades.csv and OUT/feedback (also runs locally).
 #   autograder/slurm/merge.sh OUT [N]
 # With N (submit.sh passes it), shards OUT/shard-0 ... OUT/shard-(N-1) are expected and one that
-# is missing is reported (exit 1, the others merged); without N, every OUT/shard-* is merged.
+# is missing is reported; without N, every OUT/shard-* is merged. Exit 1, after merging what is
+# there, when a shard is missing or a student of the class has no result (each is named).
 #SBATCH --job-name=lora-merge
 #SBATCH --cpus-per-task=1
 #SBATCH --mem=2G
