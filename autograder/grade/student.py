@@ -12,7 +12,11 @@ code does can reach another student's grade. For each notebook it:
 3. reads every graded cell's points from the private gradebook and renders feedback HTML.
 
 It then checks `rapport.md` against the student's own executed notebooks
-(`helpers.report_check`): three report columns in grades.csv, `rapport.html` in the feedback.
+(`helpers.report_check`): three report columns in grades.csv, `rapport.html` in the feedback;
+and records the report, with those findings, as the course's `rapport` notebook (one written
+answer graded by hand in formgrader, see `autograder.review.report_rubric`; nothing executed).
+`keep_graded_files` leaves the private gradebook and the autograded notebooks to the runner,
+which builds the class gradebook from them (`autograder.review.gradebook`).
 
 Earlier notebooks are loaded from the masters (`LORA_LAB_CARRY_DIR`), so each step is graded on
 a correct base. The result is written atomically as JSON.
@@ -36,7 +40,8 @@ from autograder.grade.results import (FAILED, GRADED, KERNEL_DIED, MISSING, TIME
                                       write_atomically)
 from autograder.grade.environment import grading_environment
 from autograder.grade.staging import lost_in_staging
-from helpers.report_check import check_report
+from autograder.review.report_rubric import REPORT_CELL, REPORT_NOTEBOOK, report_submission
+from helpers.report_check import ReportCheck, check_report
 
 def _timeout_for(options: GradeOptions):
     def timeout(cell) -> int:
@@ -146,10 +151,11 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
             _autograde_one(root, student, name, options, result, sockets_dir)
         result.seconds = round(time.perf_counter() - nb_start, 2)
         results.append(result)
+    report = check_report(staged)  # the student's own outputs, not the grading-mode rerun
+    _record_report(root, student, staged, report, options, sockets_dir)
     feedback = _generate_feedback(root, student)
     if feedback is not None:
         shutil.copytree(feedback, feedback_dir, dirs_exist_ok=True)
-    report = check_report(staged)  # the student's own outputs, not the grading-mode rerun
     feedback_dir.mkdir(parents=True, exist_ok=True)
     write_atomically(feedback_dir / "rapport.html", report.to_html())
     return StudentResult(student, results, seconds=round(time.perf_counter() - start, 2),
@@ -178,6 +184,36 @@ def _autograde_one(root: Path, student: str, name: str, options: GradeOptions,
             summary = _failure_summary(cell)
             if summary:
                 result.failed[grade_id] = summary
+
+
+def _record_report(root: Path, student: str, staged: Path, report: ReportCheck,
+                   options: GradeOptions, sockets_dir: Path) -> None:
+    """nbgrader autograde of the `rapport` notebook made from rapport.md: no cell is executed,
+    the report's points box is left for the instructor (0 and nothing to grade if absent)."""
+    from nbgrader.api import Gradebook
+    from nbgrader.preprocessors import Execute
+
+    with Gradebook(gradebook_url(root)) as gb:
+        checksum = gb.find_source_cell(REPORT_CELL, REPORT_NOTEBOOK, ASSIGNMENT).checksum
+    master = nbformat.read(root / "source" / ASSIGNMENT / f"{REPORT_NOTEBOOK}.ipynb", as_version=4)
+    nbformat.write(report_submission(master, staged, report, checksum),
+                   root / "submitted" / student / ASSIGNMENT / f"{REPORT_NOTEBOOK}.ipynb")
+    config = autograde_config(options, REPORT_NOTEBOOK, sockets_dir / "kernel")
+    config.Autograde.autograde_preprocessors = [
+        step for step in config.Autograde.autograde_preprocessors if not issubclass(step, Execute)]
+    outcome = nbgrader_api(root, config).autograde(ASSIGNMENT, student, force=True, create=True)
+    if not outcome.get("success"):
+        raise RuntimeError(f"recording {REPORT_NOTEBOOK} failed: {outcome.get('log')}"[-1500:])
+
+
+def keep_graded_files(workdir: Path, student: str, dest: Path) -> None:
+    """Copy the private gradebook and the autograded notebooks of `grade_student`'s course in
+    `workdir` to dest/gradebook.db and dest/autograded/."""
+    root = workdir / "course"
+    shutil.copy2(root / "gradebook.db", dest / "gradebook.db")
+    (dest / "autograded").mkdir(exist_ok=True)
+    for notebook in (root / "autograded" / student / ASSIGNMENT).glob("*.ipynb"):
+        shutil.copy2(notebook, dest / "autograded" / notebook.name)
 
 
 def _generate_feedback(root: Path, student: str) -> Path | None:

@@ -1,0 +1,1 @@
+"""After autograding: what the instructor reviews (manual grading, similarity)."""
