@@ -68,6 +68,24 @@ def test_a_broken_rubric_gets_a_clear_error(tmp_path):
         load_rubric(bad)
 
 
+def test_report_images_inside_the_submission_become_attachments_and_nothing_else(tmp_path):
+    from autograder.review.report_rubric import embed_images
+
+    folder = tmp_path / "alice"
+    (folder / "img").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(folder / "img" / "loss.png")
+    (folder / "img" / "fake.png").write_text("not an image")
+    (tmp_path / "secret.png").write_bytes((folder / "img" / "loss.png").read_bytes())
+    (folder / "img" / "link.png").symlink_to(tmp_path / "secret.png")
+    text = ("![a](img/loss.png) ![b](<img/loss.png>) ![c](../secret.png) ![d](img/link.png) "
+            "![e](img/fake.png) ![f](https://example.org/x.png) ![g](/etc/x.png)")
+    embedded, attachments = embed_images(text, folder)
+    assert embedded == ("![a](attachment:img_loss.png) ![b](attachment:img_loss.png) "
+                        "![c](../secret.png) ![d](img/link.png) ![e](img/fake.png) "
+                        "![f](https://example.org/x.png) ![g](/etc/x.png)")
+    assert list(attachments) == ["img_loss.png"] and "image/png" in attachments["img_loss.png"]
+
+
 # --- slow: two gradings ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

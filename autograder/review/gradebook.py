@@ -117,10 +117,11 @@ def _answers(folder: Path) -> dict[str, dict[str, str]]:
         except Exception:  # unreadable: no answers to compare with
             continue
         answers[path.stem] = {
-            cell.metadata["nbgrader"]["grade_id"]:
-                cell.source + json.dumps(cell.get("attachments", {}), sort_keys=True)
+            str(cell.metadata["nbgrader"].get("grade_id")):
+                str(cell.source) + json.dumps(cell.get("attachments", {}), sort_keys=True)
             for cell in nb.cells
-            if cell.get("metadata", {}).get("nbgrader", {}).get("solution")}
+            if isinstance(cell.get("metadata", {}).get("nbgrader"), dict)
+            and cell.metadata["nbgrader"].get("solution")}
     return answers
 
 
@@ -175,13 +176,21 @@ def refresh_class_gradebook(out: Path, template: Path) -> list[str]:
 
     template: a course folder made by `autograder.grade.runner.prepare_template` (its gradebook
     starts the class gradebook; its source folder is the class course's). A private gradebook
-    that does not hold what the course defines is skipped with a ValueError's message printed.
+    that does not hold what the course defines is skipped, with a message; so is everything
+    when the masters' graded cells changed since the class gradebook was made.
     """
     out = Path(out)
     ensure_class_course(out, template)
+    with _gradebook(gradebook_url(template)) as gb:
+        wanted = _structure(gb)
     imported = []
     with _gradebook(gradebook_url(out)) as gb:
         structure = _structure(gb)
+        if structure != wanted:
+            print(f"class gradebook NOT updated: the masters' graded cells changed since "
+                  f"{out / 'gradebook.db'} was made. Grade into a new folder, or move that "
+                  "file away to rebuild it (points entered there are not carried over).")
+            return imported
         known = {s.student.id for s in gb.find_assignment(ASSIGNMENT).submissions}
         for private in sorted((out / PRIVATE_DIR).glob("*.db")):
             student = private.stem
