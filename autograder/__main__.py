@@ -52,6 +52,8 @@ def _print_run(out: Path, summary=None) -> int:
     table = merge_results(out)
     print(summary_text(table))
     print(f"\ngrades: {out / 'grades.csv'}   feedback: {out / 'feedback'}")
+    if (out / "gradebook.db").is_file():
+        print(f"written answers and reports, graded by hand: python -m autograder formgrader {out}")
     if summary is not None:
         if summary.skipped:
             print(f"already graded, unchanged (skipped): {len(summary.skipped)}")

@@ -24,6 +24,9 @@ from pathlib import Path
 from autograder.build.course import ASSIGNMENT, course_config
 
 FORMGRADER_EXTENSION = "nbgrader.server_extensions.formgrader"
+# nbgrader's JupyterLab plugins for instructors: explicitly not disabled (this config folder
+# comes first, so a student-side setting that disables them does not apply here)
+INSTRUCTOR_PLUGINS = ("menu", "formgrader", "create-assignment", "course-list")
 START_TIMEOUT = 180  # seconds for JupyterLab to answer (a loaded machine is slow)
 
 
@@ -54,7 +57,9 @@ def _jupyter_config_dir(out: Path) -> Path:
     server = {"ServerApp": {"jpserver_extensions": {FORMGRADER_EXTENSION: True}},
               "IdentityProvider": {"cookie_options": {"path": "/"}}}
     (folder / "jupyter_server_config.json").write_text(json.dumps(server, indent=1))
-    (folder / "labconfig" / "page_config.json").write_text(json.dumps({"disabledExtensions": {}}))
+    enabled = {f"@jupyter/nbgrader:{plugin}": False for plugin in INSTRUCTOR_PLUGINS}
+    (folder / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": enabled}, indent=1))
     return folder
 
 
