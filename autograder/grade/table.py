@@ -32,14 +32,14 @@ def grades_table(results: list[StudentResult],
     the points graded by hand (`manual`, see `autograder.review.gradebook.manual_points`):
     one column per written answer and the report (empty: not graded yet), their total, the
     points still to grade and the grand total, each with its maximum."""
-    points, maxima = manual
+    by_student, maxima = manual
     rows = []
     for result in results:
         row = {"student": result.student_id, "status": overall_status(result),
                "total": result.score,
                "max_total": sum(nb.max_score for nb in result.notebooks)}
         if maxima:
-            graded = points.get(result.student_id, {})
+            graded = by_student.get(result.student_id, {})
             row.update({column: graded.get(column) for column in maxima})
             row["manual_total"] = sum(v for v in graded.values() if v is not None)
             row["max_manual_total"] = sum(maxima.values())
