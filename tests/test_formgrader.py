@@ -86,6 +86,26 @@ def test_report_images_inside_the_submission_become_attachments_and_nothing_else
     assert list(attachments) == ["img_loss.png"] and "image/png" in attachments["img_loss.png"]
 
 
+def test_grades_table_adds_the_manual_points_of_every_student():
+    from autograder.grade.results import GRADED, NotebookResult, StudentResult
+    from autograder.grade.table import grades_table
+
+    def result(student: str, score: float) -> StudentResult:
+        return StudentResult(student, [NotebookResult("03_lora_injection", GRADED, score=score,
+                                                      max_score=8, tests={"t": score},
+                                                      max_tests={"t": 8})])
+
+    manual = ({"alice": {"q1": 1.0, "report_points": 5.0}, "bob": {"q1": None, "report_points": 0.0}},
+              {"q1": 1.0, "report_points": 8.0})
+    table = grades_table([result("alice", 8), result("bob", 3), result("carol", 0)],
+                         manual).set_index("student")
+    assert table.loc["alice", ["q1", "report_points", "manual_total", "grand_total"]].tolist() == \
+        [1, 5, 6, 14]
+    assert pd.isna(table.loc["bob", "q1"]) and table.loc["bob", "grand_total"] == 3
+    assert table["manual_points_to_grade"].tolist() == [0, 1, 9]  # carol: not in the gradebook
+    assert (table["max_grand_total"] == 8 + 9).all()
+
+
 # --- slow: two gradings ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
