@@ -202,7 +202,7 @@ def test_a_tampered_private_gradebook_is_refused(course, tmp_path):
     with open_gradebook(gradebook_url(out)) as gb:
         structure = _structure(gb)
     assert read_private_gradebook(out / "gradebooks" / "alice.db", "alice", structure)
-    with pytest.raises(ValueError, match="score 99.0 outside 0..2"):
+    with pytest.raises(ValueError, match="score 99.0 outside 0..1"):
         read_private_gradebook(tampered, "alice", structure)
 
 
