@@ -5,8 +5,9 @@
   grade     grade a folder or LMS zip of submissions: grades.csv, feedback, summary
   merge     merge shard folders (e.g. from a Slurm array) into one grades.csv
   export    rewrite grades.csv from the results of a grading folder
-  feedback  pack each student's feedback HTML into one zip per student, ready to hand back
   similarity  flag pairs of submissions that are unusually close (copies): similarity.csv/.html
+  feedback  regenerate feedback with the instructor's points and comments, one zip per student
+  formgrader  nbgrader's formgrader on a graded folder: grade the written answers and the report
   demo      build the release, grade the bundled example submissions offline, print the table
 """
 
@@ -67,6 +68,8 @@ def _print_run(out: Path, summary=None, similarity: str | None = None) -> int:
     print(f"\ngrades: {out / 'grades.csv'}   feedback: {out / 'feedback'}")
     if similarity:
         print(similarity)
+    if (out / "gradebook.db").is_file():
+        print(f"written answers and reports, graded by hand: python -m autograder formgrader {out}")
     if summary is not None:
         if summary.grader_changes:
             regraded = len(summary.graded) + len(summary.failed)
@@ -111,6 +114,12 @@ def _merge(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     table = merge_results(args.out, shards)
+    if shards and (args.out / "gradebooks").is_dir():
+        from autograder.grade.runner import prepare_template
+        from autograder.review.gradebook import refresh_class_gradebook
+
+        refresh_class_gradebook(args.out, prepare_template(args.out / "work" / "template-merge"))
+        table = merge_results(args.out)
     print(summary_text(table))
     print(f"\ngrades: {args.out / 'grades.csv'}")
     if missing:
@@ -125,10 +134,16 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _feedback(args: argparse.Namespace) -> int:
+    from autograder.review.feedback import class_feedback
+
     root = args.out / "feedback"
     if not root.is_dir():
         print(f"No feedback in {root}: run `python -m autograder grade` first.", file=sys.stderr)
         return 1
+    if (args.out / "gradebook.db").is_file():
+        done = class_feedback(args.out)
+        print(f"feedback regenerated from {args.out / 'gradebook.db'} (manual points and "
+              f"comments included) for {len(done)} students")
     dest = args.dest or args.out / "feedback_zips"
     dest.mkdir(parents=True, exist_ok=True)
     for student in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -162,6 +177,16 @@ def _similarity(args: argparse.Namespace) -> int:
     print(result.summary_line())
     print(f"scores: {result.csv_path}   report: {result.html_path}")
     return 0
+
+
+def _formgrader(args: argparse.Namespace) -> int:
+    from autograder.review.formgrader import serve
+
+    try:
+        return serve(args.out, args.port, open_browser=False if args.no_browser else None)
+    except (FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def _check_report(args: argparse.Namespace) -> int:
@@ -233,6 +258,18 @@ def build_parser() -> argparse.ArgumentParser:
     feedback.add_argument("out", type=Path, nargs="?", default=DEFAULT_OUT)
     feedback.add_argument("--dest", type=Path, help="default: OUT/feedback_zips")
     feedback.set_defaults(run=_feedback)
+
+    formgrader = commands.add_parser(
+        "formgrader", help="nbgrader's formgrader on a graded folder (written answers, report)",
+        description="Start JupyterLab with nbgrader's formgrader on OUT's class gradebook and "
+                    "print its URL: Manual grading lists the notebooks with written answers "
+                    "(Q1-Q5) and the report, each with every student's answer, a points box "
+                    "and a comment box. Then run `export` and `feedback`.")
+    formgrader.add_argument("out", type=Path, nargs="?", default=DEFAULT_OUT)
+    formgrader.add_argument("--port", type=int, help="default: a free port")
+    formgrader.add_argument("--no-browser", dest="no_browser", action="store_true",
+                            help="do not open a browser (the default without a display)")
+    formgrader.set_defaults(run=_formgrader)
 
     demo = commands.add_parser("demo", help="grade the example submissions offline")
     _add_grading_options(demo, out=Path("grading-demo"))

@@ -439,7 +439,8 @@ def test_rerun_skips_unchanged_students_and_merge_is_stable(graded, tmp_path):
 
 @pytest.mark.slow
 def test_slurm_merge_script_merges_shards(graded, tmp_path):
-    """Results split over two shard folders merge (with merge.sh) into the same grades.csv."""
+    """Results and private gradebooks split over two shard folders merge (with merge.sh) into
+    the same grades.csv."""
     out = graded[1]
     students = sorted(p.stem for p in (out / "results").glob("*.json"))
     for index, student in enumerate(students):
@@ -447,6 +448,8 @@ def test_slurm_merge_script_merges_shards(graded, tmp_path):
         (shard / "results").mkdir(parents=True, exist_ok=True)
         (shard / "results" / f"{student}.json").write_bytes(
             (out / "results" / f"{student}.json").read_bytes())
+        shutil.copytree(out / "gradebooks" / student, shard / "gradebooks" / student)
+        shutil.copy2(out / "gradebooks" / f"{student}.db", shard / "gradebooks")
     script = Path(__file__).parents[1] / "autograder" / "slurm" / "merge.sh"
     subprocess.run(["bash", str(script), str(tmp_path)], check=True, capture_output=True)
     assert pd.read_csv(tmp_path / "grades.csv").equals(pd.read_csv(out / "grades.csv"))

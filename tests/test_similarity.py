@@ -19,6 +19,7 @@ from autograder.__main__ import main
 from autograder.checks import (classification_head, inference, lora_injection, lora_layer,
                                lora_wrapper, training)
 from autograder.demo.examples import complete_solution
+from helpers.paths import BONUS_NOTEBOOKS
 from autograder.review.similarity import (CSV_NAME, DOCUMENTS, HTML_NAME, REFERENCE,
                                           SimilarityOptions, boilerplate_documents, score_class,
                                           similarity_from_submissions, similarity_report,
@@ -131,7 +132,8 @@ def test_renaming_reformatting_and_reordering_hide_nothing(result, class_dir):
     copy = (class_dir / copier / "01_lora_layer.ipynb").read_text(encoding="utf-8")
     assert "weights_a = " in source and "weights_a = " not in copy  # renamed, reformatted
     pair = _pair(result, original, copier)
-    assert all(pair.scores[doc] >= 0.7 for doc in DOCUMENTS), pair.scores
+    written = [doc for doc in DOCUMENTS if doc not in BONUS_NOTEBOOKS]  # the class left 07 as released
+    assert all(pair.scores[doc] >= 0.7 for doc in written), pair.scores
     assert pair.scores["answers"] >= 0.95 and pair.scores["rapport"] >= 0.9
 
 

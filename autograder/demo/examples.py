@@ -43,6 +43,15 @@ def complete_solution(release_dir: Path = RELEASE_DIR) -> Notebooks:
     return notebooks
 
 
+def with_written_answers(answers: dict[str, str], release_dir: Path = RELEASE_DIR) -> Notebooks:
+    """The complete solution with written answers (grade id -> markdown, e.g. {"q1": ...})."""
+    notebooks = complete_solution(release_dir)
+    cells = {_grade_id(c): c for nb in notebooks.values() for c in nb.cells}
+    for grade_id, text in answers.items():
+        cells[grade_id].source = text
+    return notebooks
+
+
 def untouched_release(release_dir: Path = RELEASE_DIR) -> Notebooks:
     return {name: nbformat.read(release_dir / f"{name}.ipynb", as_version=4)
             for name in NOTEBOOK_NAMES}

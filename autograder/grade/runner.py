@@ -1,11 +1,13 @@
 """Grading a whole class: stage, grade every student in its own process, merge, summarise.
 
     stage_submissions -> OUT/staging/<student>/
-    prepare_template  -> OUT/work/template/ (masters, nbgrader gradebook)
+    prepare_template  -> OUT/work/template/ (masters, the report notebook, nbgrader gradebook)
     one worker process per student (`--jobs N` at a time; `--shard i/N` for a cluster array),
         sandboxed (`autograder.grade.isolation`): it sees of the run only its own staged files
         and the template, and writes only into OUT/incoming/<student>/
-        -> moved to OUT/results/<student>.json and OUT/feedback/<student>/*.html
+        -> moved to OUT/results/<student>.json, OUT/feedback/<student>/*.html and
+           OUT/gradebooks/<student>.db + OUT/gradebooks/<student>/*.ipynb (private gradebook)
+    autograder.review.gradebook -> OUT/gradebook.db (the class gradebook, for formgrader)
     autograder.grade.table -> OUT/grades.csv, summary table; OUT/grading_info.json says which
         protections were in force
 
@@ -38,6 +40,8 @@ from autograder.grade.parallelism import default_jobs, threads_per_student
 from autograder.grade.results import (FAILED, GradeOptions, NotebookResult, StudentResult,
                                       write_atomically)
 from autograder.grade.staging import Submission, stage_submissions
+from autograder.review.gradebook import PRIVATE_DIR, refresh_class_gradebook
+from autograder.review.report_rubric import write_report_master
 
 STUDENT_TIMEOUT_MARGIN = 600  # seconds on top of the per-cell limits before a worker is killed
 GRADING_INFO = "grading_info.json"  # next to grades.csv: the protections student code ran under
@@ -67,6 +71,7 @@ def prepare_template(dest: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     build_masters(dest / "source" / ASSIGNMENT)
+    write_report_master(dest / "source" / ASSIGNMENT)
     generate_release_into(dest)
     shutil.rmtree(dest / "release", ignore_errors=True)
     return dest
@@ -93,6 +98,17 @@ def _remove_links(folder: Path) -> None:
             path = Path(parent) / name
             if path.is_symlink() or not (path.is_dir() or path.is_file()):
                 path.unlink()
+
+
+def _move_private_gradebook(own: Path, out: Path, student: str) -> None:
+    """The worker's gradebook.db and autograded/ -> OUT/gradebooks/<student>.db and <student>/."""
+    books = out / PRIVATE_DIR
+    books.mkdir(parents=True, exist_ok=True)
+    (books / f"{student}.db").unlink(missing_ok=True)
+    shutil.rmtree(books / student, ignore_errors=True)
+    if _regular_file(own / "gradebook.db") and (own / "autograded").is_dir():
+        os.replace(own / "autograded", books / student)
+        os.replace(own / "gradebook.db", books / f"{student}.db")
 
 
 def grade_one(template: Path, submission: Submission, out: Path, options: GradeOptions,
@@ -137,6 +153,7 @@ def grade_one(template: Path, submission: Submission, out: Path, options: GradeO
         if (own / "feedback").is_dir():
             feedback.parent.mkdir(parents=True, exist_ok=True)
             os.replace(own / "feedback", feedback)
+        _move_private_gradebook(own, out, student)
         os.replace(own / "result.json", result_path)  # last: the result marks the student done
     else:
         write_atomically(result_path, _failed_result(
@@ -247,6 +264,8 @@ def grade_submissions(source: Path, out: Path, jobs: int | None = 1,
             bar.update(1)
     with suppress(OSError):
         (out / "incoming").rmdir()  # empty once every worker's files have been moved
+    if template is not None:  # something was graded: the class gradebook takes it in
+        refresh_class_gradebook(out, template)
     enforced = protections(sandbox, options.no_network)
     write_atomically(out / GRADING_INFO, json.dumps(asdict(enforced), indent=1))
     return RunSummary(graded, skipped, failed, enforced, sorted(grader_changes))

@@ -17,7 +17,11 @@ The kernels are forked from one process per student that has imported torch and 
 `import torch` six times. One nbgrader API object serves the six notebooks.
 
 It then checks `rapport.md` against the student's own executed notebooks
-(`helpers.report_check`): three report columns in grades.csv, `rapport.html` in the feedback.
+(`helpers.report_check`): three report columns in grades.csv, `rapport.html` in the feedback;
+and records the report, with those findings, as the course's `rapport` notebook (one written
+answer graded by hand in formgrader, see `autograder.review.report_rubric`; nothing executed).
+`keep_graded_files` leaves the private gradebook and the autograded notebooks to the runner,
+which builds the class gradebook from them (`autograder.review.gradebook`).
 
 Earlier notebooks are loaded from the masters (`LORA_LAB_CARRY_DIR`), so each step is graded on
 a correct base. The result is written atomically as JSON.
@@ -42,7 +46,8 @@ from autograder.grade.results import (FAILED, GRADED, KERNEL_DIED, MISSING, TIME
 from autograder.grade.environment import grading_environment
 from autograder.grade.forked_kernels import start_fork_server
 from autograder.grade.staging import lost_in_staging
-from helpers.report_check import check_report
+from autograder.review.report_rubric import REPORT_CELL, REPORT_NOTEBOOK, report_submission
+from helpers.report_check import ReportCheck, check_report
 
 def _timeout_for(options: GradeOptions):
     def timeout(cell) -> int:
@@ -165,10 +170,11 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
     _read_scores(root, student, graded)
     for result in graded:
         _record_failures(root, student, result)
+    report = check_report(staged)  # the student's own outputs, not the grading-mode rerun
+    _record_report(root, student, staged, report, options, sockets_dir)
     feedback = _generate_feedback(root, student)
     if feedback is not None:
         shutil.copytree(feedback, feedback_dir, dirs_exist_ok=True)
-    report = check_report(staged)  # the student's own outputs, not the grading-mode rerun
     feedback_dir.mkdir(parents=True, exist_ok=True)
     write_atomically(feedback_dir / "rapport.html", report.to_html())
     return StudentResult(student, results, seconds=round(time.perf_counter() - start, 2),
@@ -205,6 +211,37 @@ def _record_failures(root: Path, student: str, result: NotebookResult) -> None:
             summary = _failure_summary(cell)
             if summary:
                 result.failed[grade_id] = summary
+
+
+def _record_report(root: Path, student: str, staged: Path, report: ReportCheck,
+                   options: GradeOptions, sockets_dir: Path) -> None:
+    """nbgrader autograde of the `rapport` notebook made from rapport.md: no cell is executed,
+    the report's points box is left for the instructor (0 and nothing to grade if absent)."""
+    from nbgrader.api import Gradebook
+    from nbgrader.preprocessors import Execute
+
+    with Gradebook(gradebook_url(root)) as gb:
+        checksum = gb.find_source_cell(REPORT_CELL, REPORT_NOTEBOOK, ASSIGNMENT).checksum
+    master = nbformat.read(root / "source" / ASSIGNMENT / f"{REPORT_NOTEBOOK}.ipynb", as_version=4)
+    nbformat.write(report_submission(master, staged, report, checksum),
+                   root / "submitted" / student / ASSIGNMENT / f"{REPORT_NOTEBOOK}.ipynb")
+    config = autograde_config(options, sockets_dir / "kernel")
+    config.CourseDirectory.notebook_id = REPORT_NOTEBOOK
+    config.Autograde.autograde_preprocessors = [
+        step for step in config.Autograde.autograde_preprocessors if not issubclass(step, Execute)]
+    outcome = nbgrader_api(root, config).autograde(ASSIGNMENT, student, force=True, create=True)
+    if not outcome.get("success"):
+        raise RuntimeError(f"recording {REPORT_NOTEBOOK} failed: {outcome.get('log')}"[-1500:])
+
+
+def keep_graded_files(workdir: Path, student: str, dest: Path) -> None:
+    """Copy the private gradebook and the autograded notebooks of `grade_student`'s course in
+    `workdir` to dest/gradebook.db and dest/autograded/."""
+    root = workdir / "course"
+    shutil.copy2(root / "gradebook.db", dest / "gradebook.db")
+    (dest / "autograded").mkdir(exist_ok=True)
+    for notebook in (root / "autograded" / student / ASSIGNMENT).glob("*.ipynb"):
+        shutil.copy2(notebook, dest / "autograded" / notebook.name)
 
 
 def _generate_feedback(root: Path, student: str) -> Path | None:

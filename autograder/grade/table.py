@@ -1,4 +1,5 @@
-"""The class's grades table: every student's result -> grades.csv and the printed summary."""
+"""The class's grades table: every student's result (and the points graded by hand in the class
+gradebook) -> grades.csv and the printed summary."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pandas as pd
 
 from autograder.build.notebook_source import NOTEBOOK_NAMES
 from autograder.grade.results import GRADED, MISSING, StudentResult, write_atomically
+from autograder.review.gradebook import PRIVATE_DIR, manual_points
 from helpers.paths import BONUS_NOTEBOOKS
 
 
@@ -40,9 +42,15 @@ def delegated_exercises(result: StudentResult) -> str:
     return ", ".join(found)
 
 
-def grades_table(results: list[StudentResult]) -> pd.DataFrame:
-    """One row per student: total (required notebooks) and bonus, per-notebook and per-test
-    points, status."""
+def grades_table(results: list[StudentResult],
+                 manual: tuple[dict[str, dict[str, float | None]], dict[str, float]] = ({}, {}),
+                 ) -> pd.DataFrame:
+    """One row per student: autograded total (required notebooks) and bonus, per-notebook and
+    per-test points, status, and the points graded by hand (`manual`, see
+    `autograder.review.gradebook.manual_points`): one column per written answer and the report
+    (empty: not graded yet), their total, the points still to grade and the grand total, each
+    with its maximum."""
+    by_student, maxima = manual
     rows = []
     for result in results:
         row = {"student": result.student_id, "status": overall_status(result),
@@ -52,8 +60,18 @@ def grades_table(results: list[StudentResult]) -> pd.DataFrame:
                "bonus": result.bonus,
                "max_bonus": sum(nb.max_score for nb in result.notebooks
                                 if nb.name in BONUS_NOTEBOOKS),
-               "manual_points_to_grade": sum(sum(nb.manual.values()) for nb in result.notebooks),
                "delegated": delegated_exercises(result)}
+        if maxima:
+            graded = by_student.get(result.student_id, {})
+            row.update({column: graded.get(column) for column in maxima})
+            row["manual_total"] = sum(v for v in graded.values() if v is not None)
+            row["max_manual_total"] = sum(maxima.values())
+            row["manual_points_to_grade"] = sum(m for c, m in maxima.items()
+                                                if graded.get(c) is None)
+            row["grand_total"] = row["total"] + row["manual_total"]
+            row["max_grand_total"] = row["max_total"] + row["max_manual_total"]
+        else:
+            row["manual_points_to_grade"] = sum(sum(nb.manual.values()) for nb in result.notebooks)
         for nb in result.notebooks:
             row[nb.name] = nb.score
         for nb in result.notebooks:
@@ -69,10 +87,10 @@ def merge_results(out: Path, extra_dirs: list[Path] = ()) -> pd.DataFrame:
     """Copy results of other shard folders into `out`, then write `out/grades.csv` atomically."""
     out = Path(out)
     for folder in extra_dirs:
-        for sub in ("results", "feedback"):
+        for sub in ("results", "feedback", PRIVATE_DIR):
             if (Path(folder) / sub).is_dir():
                 shutil.copytree(Path(folder) / sub, out / sub, dirs_exist_ok=True)
-    table = grades_table(load_results(out))
+    table = grades_table(load_results(out), manual_points(out))
     write_atomically(out / "grades.csv", table.to_csv(index=False))
     return table
 

@@ -1,8 +1,9 @@
 """`python -m autograder.grade.worker`: grade one student in this process (started by the runner).
 
 It is a separate process so that one student's crash, memory use or tampering stays there.
-It writes only into its own folder (`--dest`: result.json, feedback/, its scratch copy of the
-course); the runner then moves the result and feedback into the grading folder.
+It writes only into its own folder (`--dest`: result.json, feedback/, gradebook.db and
+autograded/ (its private gradebook and graded notebooks), its scratch copy of the course); the
+runner then moves them into the grading folder.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from autograder.grade.results import GradeOptions, write_atomically
-from autograder.grade.student import grade_student
+from autograder.grade.student import grade_student, keep_graded_files
 
 
 def apply_limits(options: GradeOptions) -> None:
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             tempfile.TemporaryDirectory(prefix="lora-kernels-") as sockets:
         result = grade_student(args.template, args.staged, args.student, Path(tmp),
                                args.dest / "feedback", options, sockets_dir=Path(sockets))
+        keep_graded_files(Path(tmp), args.student, args.dest)
     result.digest = args.digest
     write_atomically(args.dest / "result.json", result.to_json())
     return 0
