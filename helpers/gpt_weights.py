@@ -30,6 +30,18 @@ WEIGHTS_FILE_NAME = "model.safetensors"
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not weights
 
 
+# Tensors of block i besides q, k, v: (lab name, GPT-2 checkpoint name, stored as Conv1D (in, out))
+_BLOCK_TENSORS = (
+    ("att.out_proj.weight", "attn.c_proj.weight", True),
+    ("att.out_proj.bias", "attn.c_proj.bias", False),
+    ("ff.layers.0.weight", "mlp.c_fc.weight", True), ("ff.layers.0.bias", "mlp.c_fc.bias", False),
+    ("ff.layers.2.weight", "mlp.c_proj.weight", True),
+    ("ff.layers.2.bias", "mlp.c_proj.bias", False),
+    ("norm1.scale", "ln_1.weight", False), ("norm1.shift", "ln_1.bias", False),
+    ("norm2.scale", "ln_2.weight", False), ("norm2.shift", "ln_2.bias", False),
+)
+
+
 def _hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 
@@ -98,15 +110,9 @@ def _hf_to_lab_state_dict(hf: dict[str, torch.Tensor], n_layers: int) -> dict[st
             dst + "att.W_query.weight": q_w.T, dst + "att.W_query.bias": q_b,
             dst + "att.W_key.weight": k_w.T, dst + "att.W_key.bias": k_b,
             dst + "att.W_value.weight": v_w.T, dst + "att.W_value.bias": v_b,
-            dst + "att.out_proj.weight": hf[src + "attn.c_proj.weight"].T,
-            dst + "att.out_proj.bias": hf[src + "attn.c_proj.bias"],
-            dst + "ff.layers.0.weight": hf[src + "mlp.c_fc.weight"].T,
-            dst + "ff.layers.0.bias": hf[src + "mlp.c_fc.bias"],
-            dst + "ff.layers.2.weight": hf[src + "mlp.c_proj.weight"].T,
-            dst + "ff.layers.2.bias": hf[src + "mlp.c_proj.bias"],
-            dst + "norm1.scale": hf[src + "ln_1.weight"], dst + "norm1.shift": hf[src + "ln_1.bias"],
-            dst + "norm2.scale": hf[src + "ln_2.weight"], dst + "norm2.shift": hf[src + "ln_2.bias"],
         })
+        sd.update({dst + lab: hf[src + name].T if conv1d else hf[src + name]
+                   for lab, name, conv1d in _BLOCK_TENSORS})
     return sd
 
 
@@ -123,15 +129,9 @@ def lab_to_hf_state_dict(sd: dict[str, torch.Tensor], n_layers: int) -> dict[str
         hf.update({
             dst + "attn.c_attn.weight": torch.cat([sd[n + ".weight"].T for n in qkv], dim=1),
             dst + "attn.c_attn.bias": torch.cat([sd[n + ".bias"] for n in qkv], dim=0),
-            dst + "attn.c_proj.weight": sd[src + "att.out_proj.weight"].T,
-            dst + "attn.c_proj.bias": sd[src + "att.out_proj.bias"],
-            dst + "mlp.c_fc.weight": sd[src + "ff.layers.0.weight"].T,
-            dst + "mlp.c_fc.bias": sd[src + "ff.layers.0.bias"],
-            dst + "mlp.c_proj.weight": sd[src + "ff.layers.2.weight"].T,
-            dst + "mlp.c_proj.bias": sd[src + "ff.layers.2.bias"],
-            dst + "ln_1.weight": sd[src + "norm1.scale"], dst + "ln_1.bias": sd[src + "norm1.shift"],
-            dst + "ln_2.weight": sd[src + "norm2.scale"], dst + "ln_2.bias": sd[src + "norm2.shift"],
         })
+        hf.update({dst + name: sd[src + lab].T if conv1d else sd[src + lab]
+                   for lab, name, conv1d in _BLOCK_TENSORS})
     return {k: v.contiguous() for k, v in hf.items()}
 
 
