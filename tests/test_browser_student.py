@@ -71,18 +71,9 @@ def _save(driver) -> None:
     wait_for(lambda: not _js(driver, "return panel.context.model.dirty;"), 30, "the save")
 
 
-def _click_menu(driver, menu: str, command: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    driver.find_element(
-        By.XPATH, f"//div[contains(@class, 'lm-MenuBar-itemLabel') and text()='{menu}']").click()
-    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, f"li[data-command='{command}']"),
-             10, f"the {menu} menu")[0].click()
-
-
-def _run_all(driver, stop_at_error: bool = False) -> None:
-    """Run > Run All Cells, then wait until the kernel is done (or a cell failed)."""
-    _click_menu(driver, "Run", "notebook:run-all-cells")
+def _run_all(driver) -> None:
+    """Run All Cells (the Run menu's command), then wait until the kernel is done or a cell failed."""
+    _js(driver, "window.jupyterapp.commands.execute('notebook:run-all-cells');")
     done = """
         const cells = panel.content.widgets.filter(c => c.model.type === 'code');
         const failed = cells.some(c => c.model.outputs.toJSON().some(o => o.output_type === 'error'));
@@ -102,7 +93,7 @@ def _validate(driver) -> str:
     from selenium.webdriver.common.by import By
 
     panel = driver.execute_script("return window.jupyterapp.shell.currentWidget.node;")
-    panel.find_element(By.CSS_SELECTOR, ".validate-button button, button.validate-button").click()
+    panel.find_element(By.CSS_SELECTOR, ".validate-button").click()
     dialog = wait_for(lambda: [d for d in driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog")
                                if "Validation Results" in d.text], 150, "Validate's answer")[0]
     return dialog.text
