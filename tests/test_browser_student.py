@@ -140,7 +140,7 @@ def test_student_works_through_01_and_meets_a_clear_carry_error_in_03(tmp_path):
             "'docmanager:open'));"), 120, "JupyterLab")
         notebook = "notebooks/01_lora_layer.ipynb"
         _open(driver, notebook)
-        shots.take("01_opened")
+        shots.take("opened")
 
         # nbgrader shows its Validate button only; JupyterLab asks nothing about news
         menus = driver.execute_script("return Array.from(document.querySelectorAll("
@@ -152,7 +152,7 @@ def test_student_works_through_01_and_meets_a_clear_carry_error_in_03(tmp_path):
         toasts = driver.execute_script("return Array.from(document.querySelectorAll("
                                        "'.jp-Notification-Toast')).map(e => e.textContent);")
         assert toasts == []
-        shots.take("02_menu_bar_without_nbgrader_tools")
+        shots.take("menu_bar_without_nbgrader_tools")
 
         # saving the untouched release notebook leaves it byte-identical
         assert _js(driver, "return panel.context.model.toJSON().metadata.language_info.version;")
@@ -161,7 +161,7 @@ def test_student_works_through_01_and_meets_a_clear_carry_error_in_03(tmp_path):
         assert (root / notebook).read_bytes() == (RELEASE_DIR / "01_lora_layer.ipynb").read_bytes()
 
         answer = _validate(driver)
-        shots.take("03_validate_untouched")
+        shots.take("validate_untouched")
         assert "The following cell failed:" in answer and "NotImplementedError" in answer, answer
         assert "Success" not in answer, answer
         _close_dialog(driver)
@@ -169,10 +169,10 @@ def test_student_works_through_01_and_meets_a_clear_carry_error_in_03(tmp_path):
         _type_into_cell(driver, "lora_layer", STUDENT_LORA_LAYER)
         assert _js(driver, "return panel.content.widgets.find(c => c.model.id === 'lora_layer')"
                            ".model.sharedModel.getSource();") == STUDENT_LORA_LAYER
-        shots.take("04_lora_layer_written")
+        shots.take("lora_layer_written")
 
         _run_all(driver)
-        shots.take("05_run_all")
+        shots.take("run_all")
         printed = {cell: "".join(o.get("text", "") for o in _outputs(driver, cell))
                    for cell in ("test_lora_layer_shapes", "test_lora_layer_zero_at_init")}
         assert printed == {"test_lora_layer_shapes": "Shapes OK\n",
@@ -180,13 +180,13 @@ def test_student_works_through_01_and_meets_a_clear_carry_error_in_03(tmp_path):
 
         _save(driver)
         answer = _validate(driver)
-        shots.take("06_validate_done")
+        shots.take("validate_done")
         assert "Success! Your notebook passes all the tests." in answer, answer
         _close_dialog(driver)
 
         _open(driver, "notebooks/03_lora_injection.ipynb")
         _run_all(driver)
-        shots.take("07_03_before_02")
+        shots.take("03_before_02")
         errors = [o for o in _outputs(driver, "setup") if o["output_type"] == "error"]
         assert len(errors) == 1 and len(errors[0]["traceback"]) == 1, errors
         shown = driver.execute_script(
