@@ -119,8 +119,10 @@ def test_defined_names_and_banner_wording():
     assert "define `a`, `b` and `c`" in exercise_banner(["a", "b", "c"])
 
 
-def test_carry_error_shows_as_one_line_in_a_kernel(tmp_path):
+def test_carry_error_shows_as_one_line_in_a_kernel_and_in_html(tmp_path):
+    """Run All and Validate show the kernel's traceback, feedback renders it as HTML."""
     from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         'from helpers.carry import from_notebook\nfrom_notebook("02_lora_wrapper", "LinearWithLoRA")')])
@@ -130,3 +132,5 @@ def test_carry_error_shows_as_one_line_in_a_kernel(tmp_path):
     assert error.output_type == "error" and error.ename == "CarryForwardError"
     assert error.traceback == [f"CarryForwardError: {error.evalue}"]
     assert "02_lora_wrapper.ipynb not found" in error.evalue
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    assert "02_lora_wrapper.ipynb not found" in html and "carry.py" not in html
