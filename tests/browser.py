@@ -3,8 +3,9 @@
 A plain module (not a conftest) that every browser test imports (`from browser import ...`;
 pytest puts tests/ on sys.path):
 
-    with jupyterlab_server(root, env={...}) as lab, chromium() as driver:
-        driver.get(lab.url("lab/tree/notebooks/01_lora_layer.ipynb"))
+    with jupyterlab_server(root, tmp_path / "jupyter", env={...}) as lab, \
+            chromium(tmp_path / "profile") as driver:
+        driver.get(lab.url("lab"))
 
 The browser is Debian's `chromium` with its `chromium-driver` (no browser download); a test
 calls `require_browser()` first, which skips it with the reason when either is missing.
