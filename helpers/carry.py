@@ -37,6 +37,10 @@ _unfinished_steps: dict[str, str] = {}  # notebook -> why its code could not be 
 class CarryForwardError(RuntimeError):
     """Code from an earlier notebook could not be loaded; the message says what to do."""
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this instead of a traceback: the message is all a student needs."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 def notebook_path(name: str) -> Path:
     """Where the earlier notebook `name` (e.g. '01_lora_layer') is read from."""

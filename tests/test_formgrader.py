@@ -26,7 +26,7 @@ from autograder.review.gradebook import manual_cells, read_private_gradebook
 from autograder.review.report_rubric import (REPORT_CELL, REPORT_NOTEBOOK, load_rubric,
                                              rubric_markdown)
 from helpers.report_check import TEMPLATE_PATH
-from browser import chromium, save_screenshot, wait_for_text
+from formgrader_browser import chromium, save_screenshot, wait_for_text
 
 ANSWERS = {"alice": {f"q{i}": f"Alice's answer to question {i}: rank times width." for i in range(1, 6)},
            "bob": {f"q{i}": f"Bob writes something else for {i}: it depends." for i in range(1, 6)}}

@@ -7,7 +7,6 @@ sources, so the repository holds only the markdown masters and the generated rel
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import nbformat
 from traitlets.config import Config
 
 from autograder.build.notebook_source import NOTEBOOK_NAMES, build_masters
+from helpers.notebook_format import notebook_text
 
 ASSIGNMENT = "lora_lab"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -78,8 +78,7 @@ def generate_release(dest: Path) -> list[Path]:
             src = root / "release" / ASSIGNMENT / f"{name}.ipynb"
             nb = nbformat.read(src, as_version=4)
             path = dest / src.name
-            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n",
-                            encoding="utf-8")
+            path.write_text(notebook_text(nb), encoding="utf-8")  # as JupyterLab saves it
             written.append(path)
     return written
 

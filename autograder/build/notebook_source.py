@@ -13,10 +13,12 @@ fenced blocks become cells, their info string says which kind:
 Any block also takes `tags=a,b` (cell tags: `carry` marks cells that later notebooks re-run,
 `training` gets the long timeout when grading). In code, `{{ solutions.NAME }}` is replaced by
 the source of `autograder.solutions.NAME`, so reference code and masters never drift apart.
+Each exercise cell gets a markdown banner before it naming what the student must define.
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
 from pathlib import Path
@@ -24,6 +26,7 @@ from pathlib import Path
 import nbformat
 
 from autograder import solutions
+from helpers.notebook_format import set_lab_metadata
 from helpers.paths import ALL_NOTEBOOKS, BONUS_NOTEBOOKS
 
 MASTERS_DIR = Path(__file__).resolve().parents[1] / "masters"
@@ -53,16 +56,22 @@ def _parse_info(info: str, where: str) -> tuple[str, dict[str, str]]:
     return kind, attrs
 
 
+def _points(attrs: dict[str, str]) -> int | float:
+    """The cell's points; whole numbers as int, as JupyterLab writes them back."""
+    points = float(attrs["points"])
+    return int(points) if points.is_integer() else points
+
+
 def _nbgrader_metadata(kind: str, attrs: dict[str, str]) -> dict | None:
     base = {"schema_version": 3, "task": False}
     if kind == "solution":
         return {**base, "grade": False, "solution": True, "locked": False, "grade_id": attrs["id"]}
     if kind == "test":
         return {**base, "grade": True, "solution": False, "locked": True,
-                "grade_id": attrs["id"], "points": float(attrs["points"])}
+                "grade_id": attrs["id"], "points": _points(attrs)}
     if kind == "answer":
         return {**base, "grade": True, "solution": True, "locked": False,
-                "grade_id": attrs["id"], "points": float(attrs["points"])}
+                "grade_id": attrs["id"], "points": _points(attrs)}
     if kind == "setup":
         return {**base, "grade": False, "solution": False, "locked": True,
                 "grade_id": attrs.get("id", "")}
@@ -84,10 +93,7 @@ def _make_cell(lang: str, kind: str, attrs: dict[str, str], text: str):
 
 def parse_master(text: str, name: str = "<master>") -> nbformat.NotebookNode:
     """The nbgrader master notebook described by a markdown source."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
+    nb = set_lab_metadata(nbformat.v4.new_notebook())
     prose: list[str] = []
     lines = text.splitlines()
     i = 0
@@ -116,7 +122,41 @@ def parse_master(text: str, name: str = "<master>") -> nbformat.NotebookNode:
     _check_unique_ids(nb, name)
     for index, cell in enumerate(nb.cells):  # stable ids: a rebuild gives identical files
         cell.id = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell-{index:02d}"
+    _add_exercise_banners(nb, name)
     return nb
+
+
+def defined_names(source: str) -> list[str]:
+    """The top-level names a code cell defines (classes, functions, assignments), in order."""
+    names = []
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            names.append(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names += [target.id for target in targets if isinstance(target, ast.Name)]
+    return list(dict.fromkeys(names))
+
+
+def exercise_banner(names: list[str]) -> str:
+    """The markdown shown above an exercise cell that must define `names`."""
+    listed = [f"`{n}`" for n in names]
+    what = listed[0] if len(listed) == 1 else ", ".join(listed[:-1]) + " and " + listed[-1]
+    return (f"> ✏️ **Exercise — the next cell is yours:** define {what} "
+            "(replace `raise NotImplementedError()` with your code).")
+
+
+def _add_exercise_banners(nb: nbformat.NotebookNode, name: str) -> None:
+    for index in reversed(range(len(nb.cells))):
+        cell = nb.cells[index]
+        if cell.cell_type != "code" or not cell.metadata.get("nbgrader", {}).get("solution"):
+            continue
+        names = defined_names(cell.source)
+        if not names:
+            raise ValueError(f"{name}: exercise cell {cell.id!r} defines no name to announce")
+        banner = nbformat.v4.new_markdown_cell(exercise_banner(names))
+        banner.id = f"{cell.id}-exercise"
+        nb.cells.insert(index, banner)
 
 
 def _check_unique_ids(nb: nbformat.NotebookNode, name: str) -> None:
