@@ -54,8 +54,8 @@ def _gradebook(out: Path):
 def test_default_rubric_has_one_line_per_template_section():
     sections = re.findall(r"^## (.+)$", TEMPLATE_PATH.read_text(encoding="utf-8"), re.MULTILINE)
     rubric = load_rubric()
-    assert [line.section for line in rubric] == sections and len(sections) == 8
-    assert "### Rubric (8 points)" in rubric_markdown(rubric)
+    assert [line.section for line in rubric] == sections and len(sections) == 9
+    assert "### Rubric (8 points)" in rubric_markdown(rubric)  # the bonus section earns none
 
 
 def test_a_broken_rubric_gets_a_clear_error(tmp_path):
