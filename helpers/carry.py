@@ -127,6 +127,8 @@ def unfinished_step_error(error: BaseException) -> CarryForwardError | None:
 
 def _show_unfinished_step(shell, etype, value, tb, tb_offset=None):
     """IPython exception handler: later errors name the unfinished step (one line)."""
+    if isinstance(value, CarryForwardError):  # IPython's own display: its one-line traceback
+        return shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
     explained = unfinished_step_error(value)
     if explained is None:
         stb = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)

@@ -189,9 +189,13 @@ def test_student_works_through_01_and_meets_a_clear_carry_error_in_03(tmp_path):
         shots.take("03_before_02")
         errors = [o for o in _outputs(driver, "setup") if o["output_type"] == "error"]
         assert len(errors) == 1 and len(errors[0]["traceback"]) == 1, errors
-        shown = driver.execute_script(
-            CURRENT + "return panel.content.widgets.find(c => c.model.id === 'setup')"
-            ".node.querySelector('.jp-OutputArea-output').innerText;").strip()
+        assert errors[0]["ename"] == "CarryForwardError" and "02_lora_wrapper" in errors[0]["evalue"]
+        assert errors[0]["traceback"][0].startswith("CarryForwardError: "), errors  # no internals
+        shown = wait_for(lambda: driver.execute_script(  # the cell may be out of view after Run All
+            CURRENT + "const cell = panel.content.widgets.find(c => c.model.id === 'setup');"
+            "cell.node.scrollIntoView(); return Array.from(cell.node.querySelectorAll("
+            "'.jp-OutputArea-output')).map(e => e.innerText.trim()).filter(text => text)"
+            ".join('\\n');").strip(), 30, "the carry-forward error on the page")
         assert "\n" not in shown and shown.startswith("CarryForwardError: "), shown
         assert "02_lora_wrapper" in shown, shown
 
