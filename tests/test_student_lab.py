@@ -107,7 +107,7 @@ def test_every_exercise_cell_has_a_banner_naming_what_it_defines():
             if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution"):
                 assert before.cell_type == "markdown" and before.id == f"{cell.id}-exercise"
                 banners[cell.id] = before.source
-    assert len(banners) == 10
+    assert len(banners) == 12  # 10 exercises in 01-06, 2 in the bonus 07
     assert banners["lora_layer"] == exercise_banner(["LoRALayer"])
     assert "`freeze_and_activate_lora`" in banners["freeze_and_activate_lora"]
     assert "`replace_linear_with_lora`" not in banners["freeze_and_activate_lora"]
