@@ -176,7 +176,7 @@ def test_class_gradebook_holds_every_student_as_nbgrader_made_it(course):
     assert rows["bob", REPORT_NOTEBOOK, REPORT_CELL] == (0.0, False)  # no rapport.md
     assert manual_cells(out) == {"03_lora_injection": ["q1", "q2"],
                                  "04_classification_head": ["q3"],
-                                 "05_training": ["q4", "q5"], REPORT_NOTEBOOK: [REPORT_CELL]}
+                                 "05_training": ["q4", "q5"], REPORT_NOTEBOOK: [REPORT_CELL], "07_peft": ["q6"]}
     course_copy = out / "autograded" / "alice" / ASSIGNMENT
     q1 = next(c for c in nbformat.read(course_copy / "03_lora_injection.ipynb", as_version=4).cells
               if c.metadata.get("nbgrader", {}).get("grade_id") == "q1")
