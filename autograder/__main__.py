@@ -195,6 +195,14 @@ def _check_report(args: argparse.Namespace) -> int:
     return check_report_main([str(args.path), "--instructor"])
 
 
+def _add_submissions(parser: argparse.ArgumentParser) -> None:
+    """The submissions to read, and how to find the student ids in an LMS zip."""
+    parser.add_argument("submissions", type=Path,
+                        help="folder with one sub-folder or zip per student, or an LMS zip")
+    parser.add_argument("--id-pattern", dest="id_pattern",
+                        help="regex with a group (?P<id>...) finding the student id in zip paths")
+
+
 def _add_grading_options(parser: argparse.ArgumentParser, out: Path = DEFAULT_OUT) -> None:
     defaults = GradeOptions()
     parser.add_argument("--out", type=Path, default=out, help=f"output folder (default: ./{out})")
@@ -232,13 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     pack.set_defaults(run=_student_pack)
 
     grade = commands.add_parser("grade", help="grade a folder or LMS zip of submissions")
-    grade.add_argument("submissions", type=Path,
-                       help="folder with one sub-folder or zip per student, or an LMS zip")
+    _add_submissions(grade)
     _add_grading_options(grade)
     grade.add_argument("--shard", type=_shard,
                        help="INDEX/COUNT: grade only this share (cluster arrays)")
-    grade.add_argument("--id-pattern", dest="id_pattern",
-                       help="regex with a group (?P<id>...) finding the student id in zip paths")
     grade.add_argument("--force", action="store_true", help="regrade students already graded")
     grade.add_argument("--unsafe", action="store_true",
                        help="grade even where no sandbox is available (student code then runs "
@@ -281,8 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare every submission with every other and with the reference solution "
                     "(exercise code, written answers, rapport.md; the release's own text "
                     "excluded) and write similarity.csv and similarity.html.")
-    similarity.add_argument("submissions", type=Path,
-                            help="folder with one sub-folder or zip per student, or an LMS zip")
+    _add_submissions(similarity)
     similarity.add_argument("--out", type=Path, default=DEFAULT_OUT,
                             help=f"output folder (default: ./{DEFAULT_OUT})")
     similarity.add_argument("--threshold", type=float, default=defaults.threshold,
@@ -292,9 +296,6 @@ def build_parser() -> argparse.ArgumentParser:
                             help="how far above the class a flagged pair must be: robust "
                                  "standard deviations above the class's median, averaged over "
                                  f"documents (default {defaults.min_z})")
-    similarity.add_argument("--id-pattern", dest="id_pattern",
-                            help="regex with a group (?P<id>...) finding the student id in "
-                                 "zip paths")
     similarity.set_defaults(run=_similarity)
 
     report = commands.add_parser(

@@ -18,12 +18,11 @@ not as the NameError or wrong count it causes, until that load succeeds.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import types
 from pathlib import Path
-
-import nbformat
 
 CARRY_DIR_VAR = "LORA_LAB_CARRY_DIR"
 CARRY_TAG = "carry"
@@ -62,11 +61,28 @@ def _is_unfinished(source: str) -> bool:
     return STUB_MARK in source and STUB_RAISE in source
 
 
-def _is_carried(cell: nbformat.NotebookNode) -> bool:
-    if cell.cell_type != "code":
-        return False
-    grading = cell.metadata.get("nbgrader", {})
-    return bool(grading.get("solution")) or CARRY_TAG in cell.metadata.get("tags", [])
+def _carried_cells(path: Path) -> list[tuple[str, str]]:
+    """(label, source) of each carried code cell of the notebook at `path`.
+
+    Read as plain JSON (the notebook format, version 4): importing nbformat in every kernel
+    would cost seconds (its schema validator) for a file that needs no validating here.
+    """
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        if nb.get("nbformat") != 4:
+            raise ValueError(f"notebook format {nb.get('nbformat')}, not 4")
+        cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        carried = []
+        for cell in cells:
+            metadata = cell.get("metadata", {})
+            grading = metadata.get("nbgrader", {})
+            if grading.get("solution") or CARRY_TAG in metadata.get("tags", []):
+                source = cell["source"]
+                label = grading.get("grade_id") or f"carry cell {len(carried) + 1}"
+                carried.append((label, source if isinstance(source, str) else "".join(source)))
+        return carried
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CarryForwardError(f"{path.name} cannot be read as a notebook ({exc}).") from None
 
 
 def load_notebook_module(name: str) -> types.ModuleType:
@@ -76,11 +92,7 @@ def load_notebook_module(name: str) -> types.ModuleType:
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     if key in _cache:
         return _cache[key]
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception as exc:  # nbformat raises several types for a damaged file
-        raise CarryForwardError(f"{path.name} cannot be read as a notebook ({exc}).") from None
-    cells = [c for c in nb.cells if _is_carried(c)]
+    cells = _carried_cells(path)
     if not cells:
         raise CarryForwardError(
             f"{path.name} has no exercise cells (their metadata may have been removed). "
@@ -90,11 +102,10 @@ def load_notebook_module(name: str) -> types.ModuleType:
     module.__file__ = str(path)
     module.__unfinished__ = {}  # name -> label of the exercise cell, still a stub, defining it
     sys.modules[module.__name__] = module  # so classes defined there pickle and introspect
-    for index, cell in enumerate(cells):
-        label = cell.metadata.get("nbgrader", {}).get("grade_id") or f"carry cell {index + 1}"
-        before = dict(vars(module)) if _is_unfinished(cell.source) else None
+    for label, source in cells:
+        before = dict(vars(module)) if _is_unfinished(source) else None
         try:
-            code = compile(cell.source, f"{path.name} [{label}]", "exec")
+            code = compile(source, f"{path.name} [{label}]", "exec")
             exec(code, module.__dict__)
             if before is not None:  # the names this stub cell defined
                 module.__unfinished__.update({name: label for name, value in vars(module).items()

@@ -70,6 +70,14 @@ def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: fl
         time.sleep(interval)
 
 
+def wait_for_text(driver, text: str, timeout: float = 120) -> None:
+    """Wait until the page's visible text contains `text` (the machine may be loaded)."""
+    from selenium.webdriver.common.by import By
+
+    wait_for(lambda: text in driver.find_element(By.TAG_NAME, "body").text, timeout,
+             f"{text!r} on {driver.current_url}", interval=0.5)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -15,6 +15,7 @@ from autograder import solutions
 from autograder.build.notebook_source import load_master
 from autograder.checks import (classification_head, delegation, inference, lora_injection,
                                lora_layer, lora_wrapper, training)
+from autograder.demo.examples import PAPER_LORA_LAYER
 from helpers.gpt import GPTModel
 from helpers.inference import classify_texts
 from helpers.tokenizer import gpt2_tokenizer
@@ -29,18 +30,15 @@ def rejects(check, *args, match: str | None = None) -> str:
 
 # --- step 1: LoRALayer, in both layouts --------------------------------------------------
 
-class PaperLoRALayer(nn.Module):
-    """The LoRA paper's and PEFT's layout: A (rank, in), B (out, rank), x @ A.T @ B.T."""
+def _paper_lora_layer() -> type[nn.Module]:
+    """The LoRA paper's and PEFT's layout (A (rank, in), B (out, rank), x @ A.T @ B.T): the
+    code of the demo submission `paper_orientation`."""
+    namespace = {"nn": nn, "torch": torch, "math": math}
+    exec(PAPER_LORA_LAYER, namespace)
+    return namespace["LoRALayer"]
 
-    def __init__(self, in_dim, out_dim, rank, alpha):
-        super().__init__()
-        self.A = nn.Parameter(torch.empty(rank, in_dim))
-        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
-        self.B = nn.Parameter(torch.zeros(out_dim, rank))
-        self.scaling = alpha / rank
 
-    def forward(self, x):
-        return self.scaling * (x @ self.A.T @ self.B.T)
+PaperLoRALayer = _paper_lora_layer()
 
 
 def _layer_variant(layout=solutions.LoRALayer, *, init_a=None, init_b=None, scaling=None,

@@ -26,7 +26,7 @@ from autograder.review.gradebook import manual_cells, read_private_gradebook
 from autograder.review.report_rubric import (REPORT_CELL, REPORT_NOTEBOOK, load_rubric,
                                              rubric_markdown)
 from helpers.report_check import TEMPLATE_PATH
-from formgrader_browser import chromium, save_screenshot, wait_for_text
+from browser import Screenshots, chromium, wait_for_text
 
 ANSWERS = {"alice": {f"q{i}": f"Alice's answer to question {i}: rank times width." for i in range(1, 6)},
            "bob": {f"q{i}": f"Bob writes something else for {i}: it depends." for i in range(1, 6)}}
@@ -89,21 +89,24 @@ def test_report_images_inside_the_submission_become_attachments_and_nothing_else
 def test_grades_table_adds_the_manual_points_of_every_student():
     from autograder.grade.results import GRADED, NotebookResult, StudentResult
     from autograder.grade.table import grades_table
+    from autograder.review.gradebook import ManualPoints
 
     def result(student: str, score: float) -> StudentResult:
         return StudentResult(student, [NotebookResult("03_lora_injection", GRADED, score=score,
                                                       max_score=8, tests={"t": score},
                                                       max_tests={"t": 8})])
 
-    manual = ({"alice": {"q1": 1.0, "report_points": 5.0}, "bob": {"q1": None, "report_points": 0.0}},
-              {"q1": 1.0, "report_points": 8.0})
+    manual = ManualPoints({"alice": {"q1": 1.0, "report_points": 5.0, "q6": 1.0},
+                           "bob": {"q1": None, "report_points": 0.0, "q6": None}},
+                          {"q1": 1.0, "report_points": 8.0, "q6": 1.0}, frozenset({"q6"}))
     table = grades_table([result("alice", 8), result("bob", 3), result("carol", 0)],
                          manual).set_index("student")
     assert table.loc["alice", ["q1", "report_points", "manual_total", "grand_total"]].tolist() == \
         [1, 5, 6, 14]
     assert pd.isna(table.loc["bob", "q1"]) and table.loc["bob", "grand_total"] == 3
-    assert table["manual_points_to_grade"].tolist() == [0, 1, 9]  # carol: not in the gradebook
-    assert (table["max_grand_total"] == 8 + 9).all()
+    assert table["manual_points_to_grade"].tolist() == [0, 2, 10]  # carol: not in the gradebook
+    assert (table["max_grand_total"] == 8 + 9).all()  # the bonus question is not in the total
+    assert table["bonus"].tolist() == [1, 0, 0] and (table["max_bonus"] == 1).all()
 
 
 # --- slow: two gradings ---------------------------------------------------------------------
@@ -115,6 +118,7 @@ def course(tmp_path_factory):
     submissions = root / "submissions"
     for student, answers in ANSWERS.items():
         write_submission(with_written_answers(answers), submissions / student)
+    (submissions / "bob" / "07_peft.ipynb").unlink()  # bob skips the bonus notebook
     (submissions / "alice" / "img").mkdir()
     Image.new("RGB", (60, 30), "red").save(submissions / "alice" / "img" / "loss_curve.png")
     (submissions / "alice" / "rapport.md").write_text(REPORT, encoding="utf-8")
@@ -214,7 +218,9 @@ def test_export_has_the_points_graded_by_hand(course, graded_by_hand):
     assert pd.isna(bob["q3"]) and bob["report_points"] == 0  # not graded yet; no report
     assert alice["manual_total"] == 9.5 and bob["manual_total"] == 3
     assert (alice["manual_points_to_grade"], bob["manual_points_to_grade"]) == (0, 1)
-    assert (table["max_manual_total"] == 5 + 8).all()
+    assert (table["max_manual_total"] == 5 + 8).all()  # Q6 is in the bonus
+    assert (alice["q6"], alice["bonus"], alice["max_bonus"]) == (0, 6, 7)  # Q6 left unanswered
+    assert (bob["q6"], bob["bonus"], bob["max_bonus"]) == (0, 0, 7)  # no notebook 07
     assert (table["grand_total"] == table["total"] + table["manual_total"]).all()
     assert (table["max_grand_total"] == table["max_total"] + 13).all()
     assert alice["total"] == alice["max_total"]  # the complete solution
@@ -264,8 +270,8 @@ def test_formgrader_shows_every_students_answer_to_q1(course, tmp_path):
     from autograder.review.formgrader import start_formgrader
 
     _, out, _ = course
-    screenshots = tmp_path / "screenshots"
-    with chromium(screenshots) as driver:
+    with chromium(tmp_path / "profile") as driver:
+        screenshots = Screenshots(driver, tmp_path / "screenshots")
         with open(tmp_path / "jupyter.log", "w") as log:
             server = start_formgrader(out, log=log)
         try:
@@ -273,13 +279,13 @@ def test_formgrader_shows_every_students_answer_to_q1(course, tmp_path):
             for notebook in ("03_lora_injection", "04_classification_head", "05_training",
                              REPORT_NOTEBOOK):
                 wait_for_text(driver, notebook)
-            save_screenshot(driver, screenshots, "manual_grading")
+            screenshots.take("manual_grading")
             driver.get(server.url(f"/formgrader/gradebook/{ASSIGNMENT}/03_lora_injection"))
             wait_for_text(driver, "Submission #2")
             driver.find_element("id", "toggle_names").click()
             wait_for_text(driver, "alice")
             wait_for_text(driver, "bob")
-            save_screenshot(driver, screenshots, "q1_submissions")
+            screenshots.take("q1_submissions")
             links = sorted({a.get_attribute("href") for a in driver.find_elements(
                 "css selector", "a[href*='/formgrader/submissions/']")})
             assert len(links) == 2
@@ -289,10 +295,10 @@ def test_formgrader_shows_every_students_answer_to_q1(course, tmp_path):
                 wait_for_text(driver, "Student's answer")
                 page = driver.find_element("tag name", "body").text
                 seen |= {s for s in ANSWERS if ANSWERS[s]["q1"] in page}
-                save_screenshot(driver, screenshots, f"q1_submission_{len(seen)}")
+                screenshots.take(f"q1_submission_{len(seen)}")
             assert seen == {"alice", "bob"}
             driver.get(server.url("/lab"))  # the instructor's JupyterLab keeps nbgrader's menu
             wait_for_text(driver, "Nbgrader")
-            save_screenshot(driver, screenshots, "jupyterlab")
+            screenshots.take("jupyterlab")
         finally:
             server.stop()

@@ -106,8 +106,8 @@ HIDDEN_CHECKS = {  # grade_id -> the grader's hidden checks that run without GPT
     "make_optimizer": lambda ns: training.optimizer_over_trainable_only(ns["make_optimizer"]),
     "calc_accuracy": lambda ns: training.accuracy_on_known_logits(ns["calc_accuracy"]),
     "train_step": lambda ns: (
-        training.step_moves_only_lora_and_head(ns["train_step"], solutions.make_optimizer),
-        training.step_loss_is_the_batch_loss(ns["train_step"], solutions.make_optimizer)),
+        training.step_moves_only_lora_and_head(ns["train_step"]),
+        training.step_loss_is_the_batch_loss(ns["train_step"])),
     "classify_text": lambda ns: _classify_checks(ns["classify_text"]),
 }
 

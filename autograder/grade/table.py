@@ -10,7 +10,7 @@ import pandas as pd
 
 from autograder.build.notebook_source import NOTEBOOK_NAMES
 from autograder.grade.results import GRADED, MISSING, StudentResult, write_atomically
-from autograder.review.gradebook import PRIVATE_DIR, manual_points
+from autograder.review.gradebook import PRIVATE_DIR, ManualPoints, manual_points
 from helpers.paths import BONUS_NOTEBOOKS
 
 
@@ -42,31 +42,31 @@ def delegated_exercises(result: StudentResult) -> str:
     return ", ".join(found)
 
 
-def grades_table(results: list[StudentResult],
-                 manual: tuple[dict[str, dict[str, float | None]], dict[str, float]] = ({}, {}),
+def grades_table(results: list[StudentResult], manual: ManualPoints = ManualPoints({}, {}),
                  ) -> pd.DataFrame:
     """One row per student: autograded total (required notebooks) and bonus, per-notebook and
-    per-test points, status, and the points graded by hand (`manual`, see
-    `autograder.review.gradebook.manual_points`): one column per written answer and the report
-    (empty: not graded yet), their total, the points still to grade and the grand total, each
-    with its maximum."""
-    by_student, maxima = manual
+    per-test points, status, and the points graded by hand (`manual`): one column per written
+    answer and the report (empty: not graded yet), their total, the points still to grade and
+    the grand total, each with its maximum. A bonus notebook's written answers count in `bonus`,
+    never in the totals."""
+    required = {c: m for c, m in manual.maxima.items() if c not in manual.bonus}
+    bonus = {c: m for c, m in manual.maxima.items() if c in manual.bonus}
     rows = []
     for result in results:
+        graded = manual.points.get(result.student_id, {})
         row = {"student": result.student_id, "status": overall_status(result),
                "total": result.score,
                "max_total": sum(nb.max_score for nb in result.notebooks
                                 if nb.name not in BONUS_NOTEBOOKS),
-               "bonus": result.bonus,
+               "bonus": result.bonus + sum(graded.get(c) or 0 for c in bonus),
                "max_bonus": sum(nb.max_score for nb in result.notebooks
-                                if nb.name in BONUS_NOTEBOOKS),
+                                if nb.name in BONUS_NOTEBOOKS) + sum(bonus.values()),
                "delegated": delegated_exercises(result)}
-        if maxima:
-            graded = by_student.get(result.student_id, {})
-            row.update({column: graded.get(column) for column in maxima})
-            row["manual_total"] = sum(v for v in graded.values() if v is not None)
-            row["max_manual_total"] = sum(maxima.values())
-            row["manual_points_to_grade"] = sum(m for c, m in maxima.items()
+        if manual.maxima:
+            row.update({column: graded.get(column) for column in manual.maxima})
+            row["manual_total"] = sum(graded.get(c) or 0 for c in required)
+            row["max_manual_total"] = sum(required.values())
+            row["manual_points_to_grade"] = sum(m for c, m in manual.maxima.items()
                                                 if graded.get(c) is None)
             row["grand_total"] = row["total"] + row["manual_total"]
             row["max_grand_total"] = row["max_total"] + row["max_manual_total"]

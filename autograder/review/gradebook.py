@@ -22,11 +22,13 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import nbformat
 
 from autograder.build.course import ASSIGNMENT, gradebook_url
 from autograder.review.report_rubric import REPORT_CELL
+from helpers.paths import BONUS_NOTEBOOKS
 
 PRIVATE_DIR = "gradebooks"   # OUT/gradebooks/<id>.db and OUT/gradebooks/<id>/*.ipynb
 MAX_COMMENT_CHARS = 2_000
@@ -216,12 +218,22 @@ def manual_cells(out: Path) -> dict[str, list[str]]:
             if cells}
 
 
-def manual_points(out: Path) -> tuple[dict[str, dict[str, float | None]], dict[str, float]]:
-    """Points graded by hand, from OUT/gradebook.db: ({student: {column: points or None}},
-    {column: maximum}); None: not graded yet. Columns: the written answers' grade ids (q1...)
-    and `report_points`. Empty when there is no class gradebook."""
+class ManualPoints(NamedTuple):
+    """Points graded by hand, from OUT/gradebook.db. Columns: the written answers' grade ids
+    (q1...) and `report_points`."""
+
+    points: dict[str, dict[str, float | None]]   # student -> column -> points; None: not graded
+    maxima: dict[str, float]                     # column -> maximum
+    bonus: frozenset[str] = frozenset()          # the columns of the bonus notebooks
+
+
+def manual_points(out: Path) -> ManualPoints:
+    """Points graded by hand in OUT/gradebook.db (empty when there is no class gradebook). An
+    answer in a notebook the student did not hand in counts 0, with nothing left to grade."""
+    from nbgrader.api import MissingEntry
+
     if not (Path(out) / "gradebook.db").is_file():
-        return {}, {}
+        return ManualPoints({}, {})
     with _gradebook(gradebook_url(out)) as gb:
         structure = _structure(gb)
         cells = [(notebook, cell) for notebook in sorted(structure.manual_cells)
@@ -232,10 +244,15 @@ def manual_points(out: Path) -> tuple[dict[str, dict[str, float | None]], dict[s
             student = submission.student.id
             row = points.setdefault(student, {})
             for notebook, cell in cells:
-                grade = gb.find_grade(cell, notebook, ASSIGNMENT, student)
+                try:
+                    grade = gb.find_grade(cell, notebook, ASSIGNMENT, student)
+                except MissingEntry:
+                    row[_column(cell)] = 0.0
+                    continue
                 graded = grade.manual_score is not None or grade.auto_score is not None
                 row[_column(cell)] = float(grade.score) if graded else None
-    return points, maxima
+    bonus = frozenset(_column(cell) for notebook, cell in cells if notebook in BONUS_NOTEBOOKS)
+    return ManualPoints(points, maxima, bonus)
 
 
 def _column(cell: str) -> str:
