@@ -8,6 +8,7 @@ import io
 import re
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from autograder.grade.staging import (NOT_A_ZIP, OUTSIDE, STAGING_RECORD, Submis
 
 CHECKS_DIR = Path(CHECKS_INIT).parent
 FULL = {"01_lora_layer": 6, "02_lora_wrapper": 5, "03_lora_injection": 8,
-        "04_classification_head": 10, "05_training": 9, "06_inference": 7, "07_peft": 6}
+        "04_classification_head": 10, "05_training": 10, "06_inference": 7, "07_peft": 6}
 
 
 # --- staging (fast) --------------------------------------------------------------------------
@@ -497,3 +498,19 @@ def test_known_mistakes_lose_their_checks_and_feedback_names_them(graded):
             assert signature in html.unescape(feedback), mistake
             for message in nb.failed.values():  # names the mistake, never the code
                 assert not any(line in message for line in code), (mistake, message)
+
+
+def test_new_gradebooks_get_the_version_nbgrader_would_stamp(tmp_path):
+    import sqlite3
+
+    from autograder.build.course import alembic_head
+    from autograder.review.gradebook import _gradebook
+
+    nbgrader_says = subprocess.run(  # a fresh process: nbgrader's own `alembic heads` call
+        [sys.executable, "-c", "from nbgrader.api import get_alembic_version as v; print(v())"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert alembic_head() == nbgrader_says and len(nbgrader_says) == 12
+    with _gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}"):
+        pass
+    with sqlite3.connect(tmp_path / "gradebook.db") as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(nbgrader_says,)]

@@ -391,6 +391,29 @@ def test_training_checks_accept_the_reference():
     training.step_moves_only_lora_and_head(solutions.train_step)
     training.step_loss_is_the_batch_loss(solutions.train_step)
     training.overfits_one_batch(solutions.train_step)
+    training.works_on_a_resnet(solutions.make_optimizer, solutions.calc_accuracy)
+
+
+def _optimizer_by_gpt2_names(model, lr=5e-4, weight_decay=0.1):
+    """Right on the lab's GPT-2 (its trainable tensors are exactly these), empty on a ResNet."""
+    return torch.optim.AdamW([p for n, p in model.named_parameters()
+                              if "lora" in n or "out_head" in n], lr=lr, weight_decay=weight_decay)
+
+
+def _two_class_accuracy(logits, labels):
+    """Right for two classes only."""
+    return ((logits[:, 1] > logits[:, 0]).long() == labels).float().mean().item()
+
+
+def test_the_resnet_check_rejects_code_written_for_gpt2_only():
+    training.optimizer_over_trainable_only(_optimizer_by_gpt2_names)  # passes on GPT-2...
+    training.accuracy_on_known_logits(_two_class_accuracy)
+    rejects(training.works_on_a_resnet, _optimizer_by_gpt2_names, solutions.calc_accuracy,
+            match="requires_grad")                                 # ...not on a ResNet
+    rejects(training.works_on_a_resnet, solutions.make_optimizer, _two_class_accuracy,
+            match="argmax over all the classes")
+    rejects(training.works_on_a_resnet, lambda model, lr=5e-4, weight_decay=0.1: torch.optim.SGD(
+        model.parameters(), lr=lr * 1e-4), solutions.calc_accuracy, match="overfit")
 
 
 def test_training_checks_reject_wrong_pieces():

@@ -40,10 +40,31 @@ def course_config(root: Path) -> Config:
     return c
 
 
+def alembic_head() -> str:
+    """The schema version nbgrader stamps on a new gradebook, read in this process."""
+    from alembic.script import ScriptDirectory
+    from nbgrader.dbutil import ALEMBIC_DIR
+
+    return ScriptDirectory(ALEMBIC_DIR).get_current_head()
+
+
+def without_alembic_subprocess() -> None:
+    """Let nbgrader create gradebooks without running `alembic heads` in a subprocess.
+
+    nbgrader 0.9.6 asks that command for the version of every new gradebook (the template's
+    and the class's in each grading run); the subprocess imports nbgrader again, seconds on a
+    small machine, for a constant that `alembic_head` reads from the same migration scripts.
+    """
+    import nbgrader.api
+
+    nbgrader.api.get_alembic_version = alembic_head
+
+
 def nbgrader_api(root: Path, config: Config | None = None):
     """An NbGraderAPI on the course folder `root`."""
     from nbgrader.apps import NbGraderAPI  # slow import: only when nbgrader is needed
 
+    without_alembic_subprocess()
     merged = course_config(root)
     if config is not None:
         merged.merge(config)

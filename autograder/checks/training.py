@@ -1,4 +1,5 @@
-"""Hidden checks of notebook 05: `make_optimizer`, `calc_accuracy`, `train_step`."""
+"""Hidden checks of notebook 05: `make_optimizer`, `calc_accuracy`, `train_step`, and the first
+two on a vision model."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from torch import nn
 from autograder import solutions
 from autograder.checks.delegation import own_train_step
 from helpers.gpt import GPTModel
-from helpers.sanity import overfit_one_batch
+from helpers.image_data import synthetic_images
+from helpers.resnet import ResNet
+from helpers.sanity import lr_finder, overfit_one_batch
 
 TINY = {"vocab_size": 50257, "context_length": 32, "emb_dim": 32, "n_heads": 4,
         "n_layers": 2, "drop_rate": 0.0, "qkv_bias": True}
@@ -105,4 +108,44 @@ def overfits_one_batch(train_step) -> None:
     assert losses[-1] < 0.5 * losses[0], (
         f"After 30 steps on the same batch the loss went from {losses[0]:.3f} to {losses[-1]:.3f}; "
         "it should fall well below half. Check zero_grad, backward and step, in that order."
+    )
+
+
+def _small_resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return ResNet(num_classes=10, blocks_per_stage=(1, 1, 1), widths=(8, 16, 32))
+
+
+def works_on_a_resnet(make_optimizer, calc_accuracy) -> None:
+    """On a small ResNet with 10 classes (every parameter trainable, batch norm): the optimizer
+    overfits one batch and drives the LR finder's sweep; the accuracy counts 10 classes."""
+    batch = synthetic_images(num_classes=10, per_class=2, image_size=16, seed=0)
+    resnet = _small_resnet()
+    try:
+        optimizer = make_optimizer(resnet, lr=1e-2, weight_decay=0.0)
+    except Exception as error:
+        raise AssertionError(
+            f"make_optimizer failed on a ResNet ({type(error).__name__}: {error}). Pick the "
+            "parameters by requires_grad, not by their GPT-2 names: it must work for any model."
+        ) from None
+    report = overfit_one_batch(resnet, batch, optimizer=optimizer, steps=60, restore=False,
+                               progress=False)
+    assert report.ok, f"With your make_optimizer a ResNet cannot overfit one batch: {report.message}"
+    images, labels = batch
+    with torch.no_grad():
+        logits = resnet.eval()(images)
+    logits = torch.cat([logits, torch.eye(10)[[3, 7]] * 5])  # two rows with a clear answer
+    labels = torch.cat([labels, torch.tensor([3, 1])])     # one right, one wrong
+    expected = (logits.argmax(dim=-1) == labels).float().mean().item()
+    value = float(calc_accuracy(logits, labels))
+    assert abs(value - expected) < 1e-6, (
+        f"On 22 rows of 10-class logits the accuracy is {expected:.4f}, calc_accuracy gave "
+        f"{value:.4f}: take the argmax over all the classes, not only two."
+    )
+    sweep_model = _small_resnet()
+    sweep = lr_finder(sweep_model, batch, optimizer=make_optimizer(sweep_model, lr=1e-7),
+                      start_lr=1e-5, end_lr=1.0, num_steps=20, plot=False, progress=False)
+    assert min(sweep.losses) < 0.9 * sweep.losses[0], (
+        f"The LR finder's loss never fell with your optimizer (from {sweep.losses[0]:.3f}, "
+        f"lowest {min(sweep.losses):.3f}): it must train every trainable parameter."
     )

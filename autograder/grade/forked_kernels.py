@@ -1,7 +1,8 @@
 """Kernels forked from a process that has already imported torch and the helpers.
 
 Starting a kernel costs an interpreter start, IPython and `import torch` (seconds each on a
-small machine), six times per student. Here the grading worker starts one fork server
+small machine), six times per student, and each notebook then builds the tokenizer again
+(`kernel_warmup` does that work once). Here the grading worker starts one fork server
 (`multiprocessing`'s "forkserver") that imports those modules once, without running any
 student code, and every kernel is a fresh fork of it: a new process per notebook, as before
 (a crash, a `sys.modules` edit or a leaked global stays in its notebook), in its own session,
@@ -31,11 +32,11 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 
 PRELOADED_MODULES = (
-    "torch", "torch.nn.functional", "numpy", "pandas", "tiktoken", "nbformat",
-    "ipykernel.kernelapp",
+    "torch", "torch.nn.functional", "numpy", "pandas", "tiktoken", "ipykernel.kernelapp",
     "helpers.carry", "helpers.gpt", "helpers.gpt_weights", "helpers.tokenizer",
     "helpers.spam_data", "helpers.training", "helpers.inference", "helpers.image_data",
     "helpers.resnet", "helpers.params", "helpers.lora_merge",
+    "autograder.grade.kernel_warmup",
     __name__,  # the fork target below, unpickled in each child
 )
 KERNEL_MODULE = "ipykernel_launcher"

@@ -7,7 +7,7 @@ code does can reach another student's grade. For each notebook it:
    `notebook unreadable`, zero points for that notebook only);
 2. runs `nbgrader autograde` on that notebook alone, in a kernel of its own, so a crash costs
    that notebook only; deleted or edited test cells are restored from the masters by
-   nbgrader; a dead kernel is retried once; each cell has a timeout (longer for cells tagged
+   nbgrader; each cell has a timeout (longer for cells tagged
    `training`); outputs are capped in size while they are recorded and in the graded copy
    (`output_limits`);
 3. reads every graded cell's points from the private gradebook and renders feedback HTML.
@@ -71,7 +71,6 @@ def autograde_config(options: GradeOptions, sockets: Path) -> Config:
     c.Execute.timeout = options.cell_timeout
     c.Execute.timeout_func = _timeout_for(options)
     c.Execute.interrupt_on_timeout = True
-    c.Execute.execute_retries = 1                 # a dead kernel is retried once
     c.Execute.raise_on_iopub_timeout = False
     c.KernelManager.transport = "ipc"
     c.KernelManager.ip = str(sockets)

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import nbformat
 
-from autograder.build.course import ASSIGNMENT, gradebook_url
+from autograder.build.course import ASSIGNMENT, gradebook_url, without_alembic_subprocess
 from autograder.review.report_rubric import REPORT_CELL
 from helpers.paths import BONUS_NOTEBOOKS
 
@@ -46,6 +46,7 @@ class _Structure:
 def _gradebook(url: str):
     from nbgrader.api import Gradebook  # slow import: only when a gradebook is opened
 
+    without_alembic_subprocess()
     return Gradebook(url, ASSIGNMENT)
 
 
