@@ -68,8 +68,8 @@ def grading_seconds(submissions: Path, out: Path, jobs: int, sandbox: str) -> fl
                                 sandbox=sandbox)
     seconds = time.perf_counter() - start
     results = load_results(out)
-    wrong = {r.student_id: r.score for r in results
-             if r.score != sum(nb.max_score for nb in r.notebooks)}
+    wrong = {r.student_id: r.score + r.bonus for r in results  # the bonus notebook included
+             if r.score + r.bonus != sum(nb.max_score for nb in r.notebooks)}
     if summary.failed or wrong or len(results) != len(list(submissions.iterdir())):
         raise SystemExit(f"unexpected grading result: {summary}, not full marks: {wrong}")
     return seconds
