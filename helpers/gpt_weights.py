@@ -13,6 +13,8 @@ Every checkpoint is checked against the model's shapes before any weight is copi
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from helpers.paths import data_dir, local_file
 WEIGHTS_VAR = "LORA_LAB_GPT2_WEIGHTS"
 WEIGHTS_FILE_NAME = "model.safetensors"
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers, not weights
+GRADING_SEED = 123  # the random weights of grading mode
 
 
 # Tensors of block i besides q, k, v: (lab name, GPT-2 checkpoint name, stored as Conv1D (in, out))
@@ -186,6 +189,33 @@ def load_lab_gpt2(model_name: str = "gpt2-small (124M)", grading_n_layers: int |
     if grading_mode():
         if grading_n_layers is not None:
             config_overrides["n_layers"] = grading_n_layers
-        torch.manual_seed(123)
-        return GPTModel(gpt_config(model_name, **config_overrides)).eval()
+        return random_gpt2(gpt_config(model_name, **config_overrides))
     return load_pretrained_gpt2(model_name, **config_overrides)
+
+
+_random_builds: dict[str, tuple[GPTModel, torch.Tensor]] = {}
+
+
+def first_random_gpt2(cfg: dict) -> tuple[GPTModel, torch.Tensor]:
+    """The first build of `random_gpt2(cfg)` in this process, and the random generator's state
+    after it (built now if there is none yet)."""
+    key = json.dumps(cfg, sort_keys=True)
+    if key not in _random_builds:
+        torch.manual_seed(GRADING_SEED)
+        model = GPTModel(cfg).eval()
+        _random_builds[key] = (model, torch.get_rng_state())
+    return _random_builds[key]
+
+
+def random_gpt2(cfg: dict) -> GPTModel:
+    """`torch.manual_seed(GRADING_SEED); GPTModel(cfg).eval()`, built once per `cfg` and process.
+
+    Every call returns a deep copy of the first build and leaves the random generator where
+    that build left it: the same model and the same random numbers afterwards as a new build,
+    without its seconds of weight initialisation. A process forked after the first build
+    shares it (the grading kernels, see `autograder.grade.kernel_warmup`).
+    """
+    model, rng_after_build = first_random_gpt2(cfg)
+    torch.manual_seed(GRADING_SEED)  # every device's generator, as a new build would leave it
+    torch.set_rng_state(rng_after_build)
+    return copy.deepcopy(model)

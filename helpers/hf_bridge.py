@@ -3,11 +3,11 @@ and the names of the modules PEFT adapts for the lab's LoRA layers."""
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from helpers.gpt import GPTModel
 from helpers.gpt_weights import lab_to_hf_state_dict
+from helpers.meta_device import on_meta_device
 from helpers.tokenizer import END_OF_TEXT_ID
 
 # The lab's Linear layers of block i and the Hugging Face GPT-2 module that holds each one.
@@ -49,8 +49,9 @@ def hf_classifier_like(model: GPTModel):
     from transformers import GPT2ForSequenceClassification
 
     head = model.out_head
-    hf = GPT2ForSequenceClassification(hf_gpt2_config(model, num_labels=head.out_features))
-    hf.score = nn.Linear(head.in_features, head.out_features, bias=head.bias is not None)
+    with on_meta_device():  # no random initialisation: every weight is copied below
+        hf = GPT2ForSequenceClassification(hf_gpt2_config(model, num_labels=head.out_features))
+        hf.score = nn.Linear(head.in_features, head.out_features, bias=head.bias is not None)
     base = {name: base_linear(module) for name, module in model.named_modules()}
     weights = {}
     for name, tensor in model.state_dict().items():
@@ -68,8 +69,8 @@ def hf_classifier_like(model: GPTModel):
     hf_weights["score.weight"] = head.weight.detach()
     if head.bias is not None:
         hf_weights["score.bias"] = head.bias.detach()
-    missing, unexpected = hf.load_state_dict(hf_weights, strict=False)
-    missing = [k for k in missing if not k.endswith((".attn.bias", ".attn.masked_bias"))]
+    missing, unexpected = hf.load_state_dict({k: v.clone() for k, v in hf_weights.items()},
+                                             strict=False, assign=True)
     if missing or unexpected:
         raise ValueError(f"weights not mapped: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return hf.eval()

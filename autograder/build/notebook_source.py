@@ -25,7 +25,6 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import solutions
 from helpers.notebook_format import set_lab_metadata
 from helpers.paths import ALL_NOTEBOOKS, BONUS_NOTEBOOKS
 
@@ -37,6 +36,8 @@ _KINDS = {"", "setup", "solution", "test", "answer"}
 
 
 def _solution_source(match: re.Match) -> str:
+    from autograder import solutions  # imports torch: not for a grading worker's NOTEBOOK_NAMES
+
     name = match.group(1)
     if not hasattr(solutions, name):
         raise ValueError(f"autograder.solutions has no {name!r}")

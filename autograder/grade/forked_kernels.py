@@ -1,45 +1,47 @@
 """Kernels forked from a process that has already imported torch and the helpers.
 
 Starting a kernel costs an interpreter start, IPython and `import torch` (seconds each on a
-small machine), six times per student, and each notebook then builds the tokenizer again
-(`kernel_warmup` does that work once). Here the grading worker starts one fork server
-(`multiprocessing`'s "forkserver") that imports those modules once, without running any
-student code, and every kernel is a fresh fork of it: a new process per notebook, as before
+small machine), seven times per student, and each notebook then builds the tokenizer and its
+model again. Here the grading worker starts one fork server (`multiprocessing`'s
+"forkserver") that imports those modules and does that work once (`kernel_warmup`), without
+running any student code, and every kernel is a fresh fork of it: a new process per notebook, as before
 (a crash, a `sys.modules` edit or a leaked global stays in its notebook), in its own session,
 with the environment, working folder and `sys.path` a `python -m ipykernel_launcher` kernel
 would get. `ForkedKernelManager` is the jupyter_client kernel manager that starts them; a
 kernel command other than ipykernel's is started as usual.
 
-matplotlib is not preloaded: ipykernel picks its inline backend through `MPLBACKEND`, which
-matplotlib reads when it is imported.
+matplotlib reads its backend from `MPLBACKEND` when it is imported, and ipykernel sets that
+variable (to its inline backend, unless it is set) when a kernel starts: the fork server sets it
+to the same value before it imports matplotlib, so a forked kernel has the backend a plain one
+has. The fork server also builds what `kernel_warmup` says, once per grading worker.
 """
 
 from __future__ import annotations
 
+import atexit
+import importlib
 import multiprocessing
 import multiprocessing.forkserver
 import os
-import signal
 import sys
 import types
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jupyter_client.connect import write_connection_file
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 
-PRELOADED_MODULES = (
-    "torch", "torch.nn.functional", "numpy", "pandas", "tiktoken", "ipykernel.kernelapp",
-    "helpers.carry", "helpers.gpt", "helpers.gpt_weights", "helpers.tokenizer",
-    "helpers.spam_data", "helpers.training", "helpers.inference", "helpers.image_data",
-    "helpers.resnet", "helpers.params", "helpers.lora_merge",
-    "autograder.grade.kernel_warmup",
-    __name__,  # the fork target below, unpickled in each child
-)
+# Imported by the fork server before it forks any kernel: the modules every notebook imports
+# and the work each would repeat (`kernel_warmup`), and the fork target below.
+PRELOADED_MODULES = ("autograder.grade.kernel_warmup", __name__)
 KERNEL_MODULE = "ipykernel_launcher"
+CONNECTION_FILE = "{connection_file}"  # where a kernel's arguments name its connection file
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"  # what ipykernel sets MPLBACKEND to
 
 _context: multiprocessing.context.BaseContext | None = None
 
@@ -51,6 +53,8 @@ def fork_server() -> multiprocessing.context.BaseContext:
     """
     global _context
     if _context is None:
+        if not os.environ.get("MPLBACKEND"):  # as ipykernel does in every kernel it starts
+            os.environ["MPLBACKEND"] = INLINE_BACKEND
         _context = multiprocessing.get_context("forkserver")
         _context.set_forkserver_preload(list(PRELOADED_MODULES))
     return _context
@@ -71,13 +75,17 @@ def _kernel_sys_path() -> list[str]:
     return list(sys.path)
 
 
-def _run_kernel(argv: list[str], env: dict[str, str], cwd: str, path: list[str]) -> None:
-    """In the forked child: become `python -m ipykernel_launcher ARGV`, started in `cwd`."""
+def _run_kernel(argv: list[str], env: dict[str, str], cwd: str, path: list[str],
+                imports: tuple[str, ...] = ()) -> None:
+    """In the forked child: become `python -m ipykernel_launcher ARGV`, started in `cwd`, after
+    importing the modules `imports` (those its notebook will import: no student code)."""
     os.setsid()  # as jupyter_client does: a signal to the kernel's group reaches only it
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
     sys.path[:] = path
+    for module in imports:
+        importlib.import_module(module)
     import ipykernel_launcher
     from ipykernel.kernelapp import launch_new_instance
 
@@ -131,26 +139,143 @@ def _ipykernel_arguments(cmd: list[str]) -> list[str] | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Launch:
+    """How a kernel is started, but for its connection file."""
+
+    arguments: tuple[str, ...]  # after `python -m ipykernel_launcher`, CONNECTION_FILE for it
+    env: tuple[tuple[str, str], ...]
+    cwd: str
+    path: tuple[str, ...]
+
+    def start(self, connection_file: str, imports: tuple[str, ...] = ()) -> _ForkedProcess:
+        """Fork a kernel that reads `connection_file`, once it has imported `imports`."""
+        arguments = [connection_file if a == CONNECTION_FILE else a for a in self.arguments]
+        child = fork_server().Process(
+            target=_run_kernel, name="kernel",
+            args=(arguments, dict(self.env), self.cwd, list(self.path), imports))
+        with _main_module_hidden():
+            child.start()
+        return _ForkedProcess(child)
+
+
+@dataclass
+class _KernelAhead:
+    """A kernel started before its notebook asked for one, with its own connection file."""
+
+    launch: _Launch
+    process: _ForkedProcess
+    connection_file: str
+    connection_info: dict[str, Any]
+
+    def discard(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        with suppress(FileNotFoundError):
+            os.remove(self.connection_file)
+        for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
+            with suppress(FileNotFoundError):
+                os.remove(f"{self.connection_info['ip']}-{self.connection_info[name]}")
+
+
+_plan: list[tuple[str, ...]] = []      # the kernels still to be launched: modules each imports
+_ahead: dict[int, _KernelAhead] = {}   # started ahead, by their index in _plan
+_launched = 0                          # launches since the plan was made
+
+
+def plan_kernels(imports: Sequence[tuple[str, ...]]) -> None:
+    """Say which kernels this process will now launch, one after the other: for each one, the
+    modules its notebook imports that take long (often none).
+
+    Then every launch of the plan also starts the next kernel while its notebook runs, and the
+    first launch starts each later kernel that has modules to import, which it imports while
+    the notebooks before it run. Each is a fresh fork like any other, started with no student
+    code (nothing of a running notebook reaches it). A launch takes its kernel if it asks for
+    the same arguments, environment and folder, else that kernel is killed and one started as
+    usual. Only for the `ipc` transport (the grader's); any earlier plan's kernels are killed.
+    """
+    global _plan, _launched
+    _discard_ahead()
+    _plan, _launched = list(imports), 0
+
+
+def _discard_ahead() -> None:
+    while _ahead:
+        _ahead.popitem()[1].discard()
+
+
+atexit.register(_discard_ahead)
+
+
+def _take_ahead(index: int, launch: _Launch) -> _KernelAhead | None:
+    """The kernel started ahead for launch number `index`, if there is one and it is alive."""
+    ahead = _ahead.pop(index, None)
+    if ahead is not None and (ahead.launch != launch or ahead.process.poll() is not None):
+        ahead.discard()
+        return None
+    return ahead
+
+
+def _start_ahead(index: int, launch: _Launch, manager: AsyncKernelManager) -> None:
+    prefix = f"{manager.ip}-{uuid.uuid4().hex[:8]}"
+    connection_file = os.path.join(os.path.dirname(manager.connection_file),
+                                   f"kernel-ahead-{uuid.uuid4()}.json")
+    _, info = write_connection_file(connection_file, transport="ipc", ip=prefix,
+                                    key=str(uuid.uuid4()).encode(),
+                                    signature_scheme=manager.session.signature_scheme,
+                                    kernel_name=manager.kernel_name)
+    info = {**info, "key": info["key"].encode()}  # as KernelManager.get_connection_info has it
+    process = launch.start(connection_file, _plan[index])
+    _ahead[index] = _KernelAhead(launch, process, connection_file, info)
+
+
+def _to_start_ahead(index: int) -> list[int]:
+    """The planned kernels to start when kernel number `index` is launched."""
+    later = [index + 1] if index + 1 < len(_plan) else []
+    if index == 0:
+        later += [i for i in range(2, len(_plan)) if _plan[i]]
+    return [i for i in later if i not in _ahead]
+
+
 class ForkedProvisioner(LocalProvisioner):
     """Launches ipykernel kernels as forks of the fork server (any other kernel as usual)."""
 
+    _own_connection_file: str | None = None
+
     async def launch_kernel(self, cmd: list[str], **kwargs: Any):
+        global _launched
         arguments = _ipykernel_arguments(cmd)
+        manager = self.parent
         if arguments is None:
             return await super().launch_kernel(cmd, **kwargs)
-        cwd = str(kwargs.get("cwd") or os.getcwd())
         # as jupyter_client's launcher: the kernel exits when its parent does (ipykernel read
         # JPY_PARENT_PID when the fork server imported it, so it is passed as an argument too)
         env = {**(kwargs.get("env") or os.environ), "JPY_PARENT_PID": str(os.getpid())}
-        arguments = [*arguments, f"--IPKernelApp.parent_handle={os.getpid()}"]
-        child = fork_server().Process(target=_run_kernel, name="kernel",
-                                      args=(arguments, env, cwd, _kernel_sys_path()))
-        with _main_module_hidden():
-            child.start()
-        self.process = _ForkedProcess(child)
-        self.pid = self.pgid = child.pid  # its own group (setsid): never the worker's
-        self.cwd = cwd
+        arguments = [CONNECTION_FILE if a == manager.connection_file else a for a in arguments]
+        launch = _Launch((*arguments, f"--IPKernelApp.parent_handle={os.getpid()}"),
+                         tuple(sorted(env.items())), str(kwargs.get("cwd") or os.getcwd()),
+                         tuple(_kernel_sys_path()))
+        index, _launched = _launched, _launched + 1
+        ahead = _take_ahead(index, launch)
+        if ahead is None:
+            self.process = launch.start(manager.connection_file)
+        else:  # jupyter_client takes the provisioner's connection info as the truth
+            self.process, self.connection_info = ahead.process, ahead.connection_info
+            self._own_connection_file = ahead.connection_file
+        if manager.transport == "ipc":
+            for later in _to_start_ahead(index):
+                _start_ahead(later, launch, manager)
+        self.pid = self.pgid = self.process.pid  # its own group (setsid): never the worker's
+        self.cwd = launch.cwd
         return self.connection_info
+
+    async def cleanup(self, restart: bool = False) -> None:
+        await super().cleanup(restart)
+        if self._own_connection_file is not None:
+            with suppress(FileNotFoundError):
+                os.remove(self._own_connection_file)
+            self._own_connection_file = None
 
 
 class ForkedKernelManager(AsyncKernelManager):

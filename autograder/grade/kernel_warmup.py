@@ -1,19 +1,56 @@
-"""Work every graded kernel would repeat, done once in the fork server (`forked_kernels`).
+"""What the grading fork server does before it forks any kernel (`forked_kernels`).
 
-Imported by the fork server before any kernel is forked; it runs no student code:
+Imported by the fork server only; it runs no student code. It does once, for every kernel of
+a student, what each notebook would do again:
 
-- the GPT-2 tokenizer is built (about 1.5 s, cached by `helpers.tokenizer.gpt2_tokenizer`);
-- a module initialised on the meta device, as the hidden checks build their fresh GPT-2s,
-  loads the part of torch that meta-device initialisation needs (about 2 s on first use).
+- it imports torch, then the modules the notebooks and their hidden checks import
+  (`NOTEBOOK_MODULES`; notebook 07's slow transformers and PEFT are imported by its own kernel,
+  started early: see `autograder.grade.student.SLOW_IMPORTS`);
+- it builds the GPT-2 tokenizer (cached by `helpers.tokenizer.gpt2_tokenizer`);
+- in grading mode, it builds the random-weight GPT-2s the notebooks load (`load_lab_gpt2`:
+  the full model and its 2-block version) once (`helpers.gpt_weights.random_gpt2`): each
+  kernel deep-copies them instead of initialising 90-160 million weights (1-2 s per model).
+  They are built in a thread (torch's initialisers release the GIL) while the main thread
+  imports the modules, and the random generator is then put back as a new process has it.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+import importlib
+import threading
 
+import torch
+
+from helpers.gpt import gpt_config
+from helpers.gpt_weights import first_random_gpt2
+from helpers.modes import grading_mode
 from helpers.tokenizer import gpt2_tokenizer
 
+NOTEBOOK_MODELS = (gpt_config("gpt2-small (124M)"), gpt_config("gpt2-small (124M)", n_layers=2))
+NOTEBOOK_MODULES = (
+    "torch.nn.functional", "numpy", "pandas", "tiktoken", "matplotlib.figure",
+    "ipykernel.kernelapp", "ipykernel.debugger", "psutil",
+    "helpers.carry", "helpers.spam_data", "helpers.training",
+    "helpers.inference", "helpers.image_data", "helpers.resnet", "helpers.params",
+    "helpers.lora_merge", "helpers.sanity", "helpers.plots", "helpers.checkpoint",
+    "helpers.diagnose", "helpers.meta_device",
+    "autograder.checks.lora_layer", "autograder.checks.lora_wrapper",
+    "autograder.checks.lora_injection", "autograder.checks.classification_head",
+    "autograder.checks.training", "autograder.checks.inference", "autograder.checks.delegation",
+)
+
+
+def _build_notebook_models() -> None:
+    with torch.random.fork_rng(devices=[]):
+        for cfg in NOTEBOOK_MODELS:
+            first_random_gpt2(cfg)
+
+
+builder = threading.Thread(target=_build_notebook_models, name="notebook-models")
+if grading_mode():
+    builder.start()
+for module in NOTEBOOK_MODULES:
+    importlib.import_module(module)
 gpt2_tokenizer()
-with torch.device("meta"):
-    nn.Embedding(2, 2)
+if builder.is_alive():
+    builder.join()  # no thread may run when the fork server starts forking

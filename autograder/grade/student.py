@@ -14,7 +14,8 @@ code does can reach another student's grade. For each notebook it:
 
 The kernels are forked from one process per student that has imported torch and the helpers
 (`forked_kernels`): a fresh process per notebook without paying an interpreter start and
-`import torch` six times. One nbgrader API object serves the six notebooks.
+`import torch` each time, each started while the notebook before it runs. One nbgrader API
+object serves the notebooks.
 
 It then checks `rapport.md` against the student's own executed notebooks
 (`helpers.report_check`): three report columns in grades.csv, `rapport.html` in the feedback;
@@ -44,10 +45,16 @@ from autograder.grade.results import (FAILED, GRADED, KERNEL_DIED, MISSING, TIME
                                       UNREADABLE, GradeOptions, NotebookResult, StudentResult,
                                       write_atomically)
 from autograder.grade.environment import grading_environment
-from autograder.grade.forked_kernels import start_fork_server
+from autograder.grade.forked_kernels import plan_kernels, start_fork_server
 from autograder.grade.staging import lost_in_staging
 from autograder.review.report_rubric import REPORT_CELL, REPORT_NOTEBOOK, report_submission
 from helpers.report_check import ReportCheck, check_report
+
+# What a notebook imports that takes seconds beyond torch and the helpers: its kernel, started
+# while the notebooks before it run, imports them then (`forked_kernels.plan_kernels`).
+SLOW_IMPORTS = {"07_peft": ("transformers.models.gpt2.modeling_gpt2", "peft",
+                            "helpers.hf_bridge", "autograder.checks.peft")}
+
 
 def _timeout_for(options: GradeOptions):
     def timeout(cell) -> int:
@@ -132,6 +139,15 @@ def _readable(path: Path) -> bool:
         return False
 
 
+def _submission_problem(staged: Path, file_name: str) -> str | None:
+    """MISSING or UNREADABLE when the staged notebook cannot be graded, else None."""
+    source = staged / file_name
+    if not source.is_file():
+        # a damaged zip may have held it; a file merely skipped does not make it unreadable
+        return UNREADABLE if lost_in_staging(staged, file_name) else MISSING
+    return None if _readable(source) else UNREADABLE
+
+
 def grade_student(template: Path, staged: Path, student: str, workdir: Path,
                   feedback_dir: Path, options: GradeOptions, sockets_dir: Path) -> StudentResult:
     """Grade one student's staged files in a private copy of the template course.
@@ -148,20 +164,19 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
     start_fork_server()  # imports torch and the helpers while nbgrader gets ready
     api = nbgrader_api(root, autograde_config(options, sockets_dir / "kernel"))
     possible = _points_possible(root)
+    problems = {name: _submission_problem(staged, f"{name}.ipynb") for name in NOTEBOOK_NAMES}
+    plan_kernels([SLOW_IMPORTS.get(name, ()) for name, problem in problems.items()
+                  if problem is None])
     results, graded = [], []
     for name in NOTEBOOK_NAMES:
         nb_start = time.perf_counter()
         auto, manual = possible[name]
         result = NotebookResult(name, GRADED, max_score=sum(auto.values()), max_tests=auto,
                                 tests=dict.fromkeys(auto, 0.0), manual=manual)
-        source = staged / f"{name}.ipynb"
-        if not source.is_file():
-            # a damaged zip may have held it; a file merely skipped does not make it unreadable
-            result.status = UNREADABLE if lost_in_staging(staged, source.name) else MISSING
-        elif not _readable(source):
-            result.status = UNREADABLE
+        if problems[name] is not None:
+            result.status = problems[name]
         else:
-            shutil.copy2(source, submitted / source.name)
+            shutil.copy2(staged / f"{name}.ipynb", submitted / f"{name}.ipynb")
             if _autograde_one(api, root, student, name, result):
                 graded.append(result)
         result.seconds = round(time.perf_counter() - nb_start, 2)
