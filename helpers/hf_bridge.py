@@ -3,11 +3,11 @@ and the names of the modules PEFT adapts for the lab's LoRA layers."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from helpers.gpt import GPTModel
 from helpers.gpt_weights import lab_to_hf_state_dict
-from helpers.meta_device import on_meta_device
 from helpers.tokenizer import END_OF_TEXT_ID
 
 # The lab's Linear layers of block i and the Hugging Face GPT-2 module that holds each one.
@@ -49,7 +49,7 @@ def hf_classifier_like(model: GPTModel):
     from transformers import GPT2ForSequenceClassification
 
     head = model.out_head
-    with on_meta_device():  # no random initialisation: every weight is copied below
+    with torch.device("meta"):  # no random initialisation: every weight is copied below
         hf = GPT2ForSequenceClassification(hf_gpt2_config(model, num_labels=head.out_features))
         hf.score = nn.Linear(head.in_features, head.out_features, bias=head.bias is not None)
     base = {name: base_linear(module) for name, module in model.named_modules()}

@@ -12,7 +12,6 @@ from autograder import solutions
 from helpers.devices import batch_to_device, model_device
 from helpers.diagnose import head_mistake, last_token_mistake
 from helpers.gpt import GPTModel, gpt_config
-from helpers.meta_device import on_meta_device
 from helpers.model_mode import model_mode
 from helpers.params import count_parameters
 from helpers.tokenizer import END_OF_TEXT_ID
@@ -32,7 +31,7 @@ def gpt2_with_head(add_classification_head) -> None:
 
     Built on the meta device: only counts and shapes are checked.
     """
-    with on_meta_device():
+    with torch.device("meta"):
         model = GPTModel(gpt_config("124M"))
         solutions.replace_linear_with_lora(model, 8, 16)
         solutions.freeze_and_activate_lora(model)

@@ -11,7 +11,6 @@ from torch import nn
 
 from helpers.diagnose import injection_mistake
 from helpers.gpt import GPTModel, gpt_config
-from helpers.meta_device import on_meta_device
 from helpers.params import count_parameters
 
 # GPT-2 small, untied head, qkv bias: 163,037,184 parameters before LoRA.
@@ -29,7 +28,7 @@ def _wrappers(model: nn.Module) -> list[str]:
 
 
 def _gpt2_with_lora(replace_linear_with_lora, freeze_and_activate_lora, rank=8, alpha=16):
-    with on_meta_device():
+    with torch.device("meta"):
         model = GPTModel(gpt_config("124M"))
         result = replace_linear_with_lora(model, rank, alpha)
         model = result if isinstance(result, nn.Module) else model
