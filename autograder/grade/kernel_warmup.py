@@ -34,11 +34,8 @@ NOTEBOOK_MODULES = (
     "helpers.carry", "helpers.spam_data", "helpers.training",
     "helpers.inference", "helpers.image_data", "helpers.resnet", "helpers.params",
     "helpers.lora_merge", "helpers.sanity", "helpers.plots", "helpers.checkpoint",
-    "helpers.diagnose",
-    "autograder.checks.lora_layer", "autograder.checks.lora_wrapper",
-    "autograder.checks.lora_injection", "autograder.checks.classification_head",
-    "autograder.checks.training", "autograder.checks.inference", "autograder.checks.delegation",
-)
+    "helpers.diagnose", "autograder.solutions",
+)  # not autograder.checks: importing it in a kernel installs its traceback filter (IPython's)
 
 
 def _build_notebook_models() -> None:

@@ -52,8 +52,7 @@ from helpers.report_check import ReportCheck, check_report
 
 # What a notebook imports that takes seconds beyond torch and the helpers: its kernel, started
 # while the notebooks before it run, imports them then (`forked_kernels.plan_kernels`).
-SLOW_IMPORTS = {"07_peft": ("transformers.models.gpt2.modeling_gpt2", "peft",
-                            "helpers.hf_bridge", "autograder.checks.peft")}
+SLOW_IMPORTS = {"07_peft": ("transformers.models.gpt2.modeling_gpt2", "peft", "helpers.hf_bridge")}
 
 
 def _timeout_for(options: GradeOptions):
