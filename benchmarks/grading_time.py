@@ -5,7 +5,7 @@
 Grades COPIES copies of the complete example submission twice, first with --jobs 1, then with
 --jobs JOBS, and prints seconds per submission (wall clock of the whole run divided by the
 number of students, staging and template included). Beside each run, in the same process and
-just before it, it measures the floor of a design with one fresh kernel per notebook: six
+just before it, it measures the floor of a design with one fresh kernel per notebook: seven
 kernels per submission, each started and importing torch and the helpers, nothing else (JOBS
 such chains at a time for the parallel run), and prints the ratio of grading to that floor.
 Not a test: run it on an otherwise idle machine; the load average is printed with the result.

@@ -4,16 +4,16 @@ Starting a kernel costs an interpreter start, IPython and `import torch` (second
 small machine), seven times per student, and each notebook then builds the tokenizer and its
 model again. Here the grading worker starts one fork server (`multiprocessing`'s
 "forkserver") that imports those modules and does that work once (`kernel_warmup`), without
-running any student code, and every kernel is a fresh fork of it: a new process per notebook, as before
-(a crash, a `sys.modules` edit or a leaked global stays in its notebook), in its own session,
-with the environment, working folder and `sys.path` a `python -m ipykernel_launcher` kernel
-would get. `ForkedKernelManager` is the jupyter_client kernel manager that starts them; a
+running any student code, and every kernel is a fresh fork of it: a new process per notebook,
+as before (a crash, a `sys.modules` edit or a leaked global stays in its notebook), in its own
+session, with the environment, working folder and `sys.path` a `python -m ipykernel_launcher`
+kernel would get. `ForkedKernelManager` is the jupyter_client kernel manager that starts them; a
 kernel command other than ipykernel's is started as usual.
 
 matplotlib reads its backend from `MPLBACKEND` when it is imported, and ipykernel sets that
 variable (to its inline backend, unless it is set) when a kernel starts: the fork server sets it
 to the same value before it imports matplotlib, so a forked kernel has the backend a plain one
-has. The fork server also builds what `kernel_warmup` says, once per grading worker.
+has. `plan_kernels` lets the grader start each kernel before its notebook asks for it.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ class _KernelAhead:
                 os.remove(f"{self.connection_info['ip']}-{self.connection_info[name]}")
 
 
-_plan: list[tuple[str, ...]] = []      # the kernels still to be launched: modules each imports
+_plan: list[tuple[str, ...]] = []      # the planned kernels in launch order: slow imports
 _ahead: dict[int, _KernelAhead] = {}   # started ahead, by their index in _plan
 _launched = 0                          # launches since the plan was made
 
