@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -193,29 +194,61 @@ def load_lab_gpt2(model_name: str = "gpt2-small (124M)", grading_n_layers: int |
     return load_pretrained_gpt2(model_name, **config_overrides)
 
 
-_random_builds: dict[str, tuple[GPTModel, torch.Tensor]] = {}
+@dataclass
+class _RandomBuilds:
+    """The grading-mode builds of one config in this process."""
+
+    rng_after_build: torch.Tensor  # the random generator's state a new build leaves
+    prepared: list[GPTModel] = field(default_factory=list)  # handed out as they are
+    original: GPTModel | None = None  # deep-copied once nothing prepared is left
 
 
-def first_random_gpt2(cfg: dict) -> tuple[GPTModel, torch.Tensor]:
-    """The first build of `random_gpt2(cfg)` in this process, and the random generator's state
-    after it (built now if there is none yet)."""
+_random_builds: dict[str, _RandomBuilds] = {}
+
+
+def _new_random_gpt2(cfg: dict) -> tuple[GPTModel, torch.Tensor]:
+    torch.manual_seed(GRADING_SEED)
+    model = GPTModel(cfg).eval()
+    return model, torch.get_rng_state()
+
+
+def _builds_of(cfg: dict) -> _RandomBuilds:
     key = json.dumps(cfg, sort_keys=True)
     if key not in _random_builds:
-        torch.manual_seed(GRADING_SEED)
-        model = GPTModel(cfg).eval()
-        _random_builds[key] = (model, torch.get_rng_state())
+        model, rng_after_build = _new_random_gpt2(cfg)
+        _random_builds[key] = _RandomBuilds(rng_after_build, original=model)
     return _random_builds[key]
+
+
+def prepare_random_gpt2(cfg: dict, calls: int) -> None:
+    """Build now the models the next `calls` calls of `random_gpt2(cfg)` return as they are.
+
+    Made for a process that forks: each forked process (a grading kernel, see
+    `autograder.grade.kernel_warmup`) has them copy-on-write, so its first `calls` loads cost
+    neither an initialisation nor a copy. No copy is kept behind: a call beyond `calls` builds
+    anew.
+    """
+    builds = _builds_of(cfg)
+    if builds.original is not None:
+        builds.prepared.append(builds.original)
+        builds.original = None
+    while len(builds.prepared) < calls:
+        builds.prepared.append(copy.deepcopy(builds.prepared[0]))
 
 
 def random_gpt2(cfg: dict) -> GPTModel:
     """`torch.manual_seed(GRADING_SEED); GPTModel(cfg).eval()`, built once per `cfg` and process.
 
-    Every call returns a deep copy of the first build and leaves the random generator where
-    that build left it: the same model and the same random numbers afterwards as a new build,
-    without its seconds of weight initialisation. A process forked after the first build
-    shares it (the grading kernels, see `autograder.grade.kernel_warmup`).
+    Every call returns a model of its own, equal to a new build, and leaves the random
+    generator where a new build leaves it, without the seconds of weight initialisation: a
+    model made ready by `prepare_random_gpt2` as it is, else a deep copy of this process's
+    first build.
     """
-    model, rng_after_build = first_random_gpt2(cfg)
+    builds = _builds_of(cfg)
     torch.manual_seed(GRADING_SEED)  # every device's generator, as a new build would leave it
-    torch.set_rng_state(rng_after_build)
-    return copy.deepcopy(model)
+    torch.set_rng_state(builds.rng_after_build)
+    if builds.prepared:
+        return builds.prepared.pop()
+    if builds.original is None:  # everything prepared was handed out: build anew
+        builds.original, _ = _new_random_gpt2(cfg)
+    return copy.deepcopy(builds.original)

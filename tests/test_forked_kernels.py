@@ -3,11 +3,13 @@ ipykernel_launcher` kernels would, each in a fresh process, only with torch alre
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from queue import Empty
 
 import pytest
 
@@ -32,6 +34,7 @@ PROBE = textwrap.dedent('''
     model = gpt_weights.load_lab_gpt2("gpt2-small (124M)", grading_n_layers=2)
     facts["model_sum"] = float(sum(p.double().sum() for p in model.parameters()))
     facts["random_after_load"] = torch.rand(3).tolist()
+    facts["prepared_left"] = sum(len(b.prepared) for b in gpt_weights._random_builds.values())
     LEFT_OVER = 1
     print(json.dumps(facts))
     """
@@ -78,11 +81,14 @@ def test_forked_kernels_start_like_plain_kernels_in_fresh_processes(tmp_path):
     assert (plain["torch_preloaded"], first["torch_preloaded"]) == (False, True)
     assert (plain["matplotlib_preloaded"], first["matplotlib_preloaded"]) == (False, True)
     assert (plain["models_prebuilt"], first["models_prebuilt"]) == (0, 2)
+    # each kernel took a model prepared in the fork server (full: 1, 2 blocks: 2 -> 1 left)
+    assert (plain["prepared_left"], first["prepared_left"], second["prepared_left"]) == (0, 2, 2)
     assert first["pid"] != second["pid"] != plain["pid"]
     assert second["left_over"] is False  # nothing of the first notebook reaches the next
     for forked in (first, second):
         assert forked["own_session"] is True
-        differ = ("pid", "torch_preloaded", "matplotlib_preloaded", "models_prebuilt")
+        differ = ("pid", "torch_preloaded", "matplotlib_preloaded", "models_prebuilt",
+                  "prepared_left")
         assert {key: value for key, value in forked.items() if key not in differ} == \
             {key: value for key, value in plain.items() if key not in differ}
     assert plain["cwd"] == str(tmp_path) and plain["probe"] == "seen"
@@ -157,3 +163,58 @@ def test_kernels_started_ahead_are_the_ones_launched_with_their_imports(tmp_path
     assert other["pid"] != other["ahead_before"]["1"] and other["ahead_after"] == []
     assert seen["discarded_alive"] is False
     assert seen["left"] == [] and seen["runtime_left"] == []  # no socket, no connection file
+
+
+class _Channel:
+    """A kernel channel that hands out the given messages (Empty: nothing came in time)."""
+
+    def __init__(self, messages):
+        self.messages, self.sent = list(messages), []
+
+    def send(self, message):
+        self.sent.append(message)
+
+    async def get_msg(self, timeout=None):
+        message = self.messages.pop(0)
+        if message is Empty:
+            raise Empty
+        return message
+
+
+def test_forked_client_is_ready_once_iopub_answers_and_drains_nothing():
+    """ForkedKernelClient.wait_for_ready asks again while IOPub is not yet connected (its first
+    status message lost), returns at the first one that comes through and leaves the rest to
+    nbclient (jupyter_client's client waits until IOPub is quiet for 0.2 s)."""
+    from autograder.grade.forked_kernels import ForkedKernelClient
+
+    reply = {"msg_type": "kernel_info_reply", "content": {"protocol_version": "5.3"}}
+    status = [{"msg_type": "status", "content": {"execution_state": state}}
+              for state in ("busy", "idle")]
+    client = ForkedKernelClient()
+    client._shell_channel = _Channel([reply, reply])
+    client._iopub_channel = _Channel([Empty, *status])
+    alive = []
+
+    async def is_alive():
+        alive.append(True)
+        return True
+
+    client.is_alive = is_alive
+    asyncio.run(client.wait_for_ready(timeout=10))
+    assert len(client._shell_channel.sent) == 2 and alive == [True]
+    assert client._iopub_channel.messages == [status[1]]
+
+
+def test_forked_client_says_when_the_kernel_died():
+    from autograder.grade.forked_kernels import ForkedKernelClient
+
+    client = ForkedKernelClient()
+    client._shell_channel = _Channel([Empty])
+    client._iopub_channel = _Channel([])
+
+    async def is_alive():
+        return False
+
+    client.is_alive = is_alive
+    with pytest.raises(RuntimeError, match="Kernel died"):
+        asyncio.run(client.wait_for_ready(timeout=10))

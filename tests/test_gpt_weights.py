@@ -1,5 +1,6 @@
 """Weight loading checked against transformers' own GPT-2 on a tiny random model."""
 
+import json
 import time
 
 import pytest
@@ -156,3 +157,36 @@ def test_grading_mode_builds_once_and_copies_the_same_model_and_random_state(mon
     for name, tensor in new_build.state_dict().items():
         assert torch.equal(second.state_dict()[name], tensor), name
     assert torch.equal(after_second, after_new_build)
+
+
+def test_prepared_models_are_handed_out_as_they_are_then_built_anew(monkeypatch):
+    """`prepare_random_gpt2(cfg, 2)`: the next two loads are those two models themselves (no
+    copy), each its own and equal to a new build with the random numbers a new build leaves; a
+    third load, with nothing prepared left, is a new build as well."""
+    from helpers import gpt_weights
+    from helpers.gpt_weights import GRADING_SEED, load_lab_gpt2, prepare_random_gpt2
+
+    monkeypatch.setenv("LORA_LAB_GRADING", "1")
+    monkeypatch.setattr(gpt_weights, "_random_builds", {})
+    cfg = {"n_layers": 1, "context_length": 16, "emb_dim": 8, "n_heads": 2}
+    full_cfg = gpt_weights.gpt_config("gpt2-small (124M)", **cfg)
+    torch.manual_seed(GRADING_SEED)
+    new_build = GPTModel(full_cfg).eval()
+    after_new_build = torch.rand(4)
+
+    prepare_random_gpt2(full_cfg, calls=2)
+    prepared = list(gpt_weights._random_builds[json.dumps(full_cfg, sort_keys=True)].prepared)
+    loads = []
+    for _ in range(3):
+        torch.manual_seed(7)  # a state the loads must not depend on
+        model = load_lab_gpt2("gpt2-small (124M)", **cfg)
+        assert torch.equal(torch.rand(4), after_new_build)
+        assert model.training is False
+        for name, tensor in new_build.state_dict().items():
+            assert torch.equal(model.state_dict()[name], tensor), name
+        with torch.no_grad():
+            model.tok_emb.weight.add_(1.0)  # a student's training: the next load is clean
+        loads.append(model)
+
+    assert len(prepared) == 2 and {id(m) for m in loads[:2]} == {id(m) for m in prepared}
+    assert all(loads[2] is not m for m in prepared)

@@ -8,10 +8,12 @@ a student, what each notebook would do again:
   started early: see `autograder.grade.student.SLOW_IMPORTS`);
 - it builds the GPT-2 tokenizer (cached by `helpers.tokenizer.gpt2_tokenizer`);
 - in grading mode, it builds the random-weight GPT-2s the notebooks load (`load_lab_gpt2`:
-  the full model and its 2-block version) once (`helpers.gpt_weights.random_gpt2`): each
-  kernel deep-copies them instead of initialising 90-160 million weights (1-2 s per model).
-  They are built in a thread (torch's initialisers release the GIL) while the main thread
-  imports the modules, and the random generator is then put back as a new process has it.
+  the full model and its 2-block version), as many of each as one notebook loads
+  (`helpers.gpt_weights.prepare_random_gpt2`): each kernel, forked after, has them
+  copy-on-write and takes them as they are, instead of initialising 90-160 million weights
+  (1-2 s per model) or copying them (0.1-2 s). They are built in a thread (torch's
+  initialisers release the GIL) while the main thread imports the modules, and the random
+  generator is then put back as a new process has it.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import threading
 import torch
 
 from helpers.gpt import gpt_config
-from helpers.gpt_weights import first_random_gpt2
+from helpers.gpt_weights import prepare_random_gpt2
 from helpers.modes import grading_mode
 from helpers.tokenizer import gpt2_tokenizer
 
-NOTEBOOK_MODELS = (gpt_config("gpt2-small (124M)"), gpt_config("gpt2-small (124M)", n_layers=2))
+# each model, and the most times one notebook loads it (03, 04: the full one; 05-07: the
+# 2-block one, twice in 07)
+NOTEBOOK_MODELS = ((gpt_config("gpt2-small (124M)"), 1),
+                   (gpt_config("gpt2-small (124M)", n_layers=2), 2))
 NOTEBOOK_MODULES = (
     "torch._dynamo",  # imported by torch's optimizers and meta-device initialisers: about 2 s
     "torch.nn.functional", "numpy", "pandas", "tiktoken", "matplotlib.figure",
@@ -40,8 +45,8 @@ NOTEBOOK_MODULES = (
 
 def _build_notebook_models() -> None:
     with torch.random.fork_rng(devices=[]):
-        for cfg in NOTEBOOK_MODELS:
-            first_random_gpt2(cfg)
+        for cfg, calls in NOTEBOOK_MODELS:
+            prepare_random_gpt2(cfg, calls)
 
 
 builder = threading.Thread(target=_build_notebook_models, name="notebook-models")
