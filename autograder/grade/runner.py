@@ -1,10 +1,13 @@
 """Grading a whole class: stage, grade every student in its own process, merge, summarise.
 
     stage_submissions -> OUT/staging/<student>/
-    prepare_template  -> OUT/work/template/ (masters, the report notebook, nbgrader gradebook)
-    one worker process per student (`--jobs N` at a time; `--shard i/N` for a cluster array),
-        sandboxed (`autograder.grade.isolation`): it sees of the run only its own staged files
-        and the template, and writes only into OUT/incoming/<student>/
+    prepare_template  -> OUT/work/template/ (masters, the report notebook, nbgrader gradebook),
+        built while the first workers warm up
+    one worker process per student (`--jobs N` lanes of one student at a time; `--shard i/N`
+        for a cluster array), started while the lane's student before it finishes (it warms up
+        meanwhile and waits for its turn: `grade_in_lanes`), sandboxed
+        (`autograder.grade.isolation`): it sees of the run only its own staged files and the
+        template, and writes only into OUT/incoming/<student>/
         -> moved to OUT/results/<student>.json, OUT/feedback/<student>/*.html and
            OUT/gradebooks/<student>.db + OUT/gradebooks/<student>/*.ipynb (private gradebook)
     autograder.review.gradebook -> OUT/gradebook.db (the class gradebook, for formgrader)
@@ -22,13 +25,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
+import threading
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from tqdm.auto import tqdm
 
@@ -46,6 +54,7 @@ from autograder.review.report_rubric import write_report_master
 STUDENT_TIMEOUT_MARGIN = 600  # seconds on top of the per-cell limits before a worker is killed
 GRADING_INFO = "grading_info.json"  # next to grades.csv: the protections student code ran under
 ROSTER = "roster.json"  # in a grading folder: every student of the class, and this shard's
+T = TypeVar("T")
 
 
 @dataclass
@@ -67,14 +76,26 @@ def submission_digest(folder: Path) -> str:
 
 
 def prepare_template(dest: Path) -> Path:
-    """A course folder with the masters and a gradebook that knows the assignment."""
-    if dest.exists():
-        shutil.rmtree(dest)
+    """A course folder with the masters and a gradebook that knows the assignment, built in
+    the folder `dest` (emptied first)."""
+    empty_folder(dest)
     build_masters(dest / "source" / ASSIGNMENT)
     write_report_master(dest / "source" / ASSIGNMENT)
     generate_release_into(dest)
     shutil.rmtree(dest / "release", ignore_errors=True)
     return dest
+
+
+def empty_folder(path: Path) -> Path:
+    """`path`, an empty folder: what was in it is deleted, the folder itself is kept (a sandbox
+    that shows it shows what is written there later)."""
+    path.mkdir(parents=True, exist_ok=True)
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    return path
 
 
 def _failed_result(student: str, digest: str, reason: str) -> StudentResult:
@@ -111,15 +132,51 @@ def _move_private_gradebook(own: Path, out: Path, student: str) -> None:
         os.replace(own / "gradebook.db", books / f"{student}.db")
 
 
-def grade_one(template: Path, submission: Submission, out: Path, options: GradeOptions,
-              digest: str, env: dict[str, str] | None = None,
-              protected: list[Path] = (), sandbox: str | None = None) -> bool:
-    """Run the worker for one student in `sandbox` (default: the best this machine has);
-    True when it produced a result.
+@dataclass
+class StartedWorker:
+    """A student's worker process, started with `--wait`: it warms up (imports, the models of
+    grading mode) and reads nothing of the student until `go`."""
+
+    submission: Submission
+    digest: str
+    process: subprocess.Popen
+    log_path: Path
+    notices: int  # read end of the pipe on which it says that its notebooks have run
+    timeout: float  # seconds it may take once told to go
+
+    def go(self) -> None:
+        """Let it grade."""
+        with suppress(BrokenPipeError):  # it died warming up: finish_worker says so
+            self.process.stdin.write(b"go\n")
+            self.process.stdin.close()
+
+    def wait_nearly_done(self) -> None:
+        """Until it has run its notebooks (or it ends, or its time is up)."""
+        if self.notices >= 0:
+            select.select([self.notices], [], [], self.timeout)
+            os.close(self.notices)
+            self.notices = -1
+
+    def abort(self) -> None:
+        """End it without grading: it exits at the end of its input."""
+        with suppress(BrokenPipeError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 9)
+            self.process.wait()
+
+
+def start_worker(template: Path, submission: Submission, out: Path, options: GradeOptions,
+                 digest: str, env: dict[str, str] | None = None,
+                 protected: list[Path] = (), sandbox: str | None = None) -> StartedWorker:
+    """Start the worker for one student in `sandbox` (default: the best this machine has).
 
     env: extra environment; protected: folders out of the student's reach besides `out` (the
-    submissions). The worker reads its own staged files and the template and writes only into
-    its own folder `OUT/incoming/<student>`.
+    submissions). The worker reads its own staged files and the template (which need not be
+    built yet: only the folder must exist) and writes only into its own folder
+    `OUT/incoming/<student>`.
     """
     student = submission.student_id
     own = out / "incoming" / student
@@ -128,21 +185,36 @@ def grade_one(template: Path, submission: Submission, out: Path, options: GradeO
     command = [sys.executable, "-m", "autograder.grade.worker", "--template", str(template),
                "--staged", str(submission.folder), "--student", student,
                "--dest", str(own), "--digest", digest, "--options", json.dumps(asdict(options))]
+    notices, notify = os.pipe()
+    command += ["--wait", "--notify-fd", str(notify)]
     command = sandboxed_command(command, sandbox or best_sandbox(),
                                 readable=[submission.folder, template], writable=own,
                                 protected=[out, *protected], no_network=options.no_network)
     log_path = out / "logs" / f"{student}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True, cwd=own,
-                                   env={**os.environ, **(env or {})})
         try:
-            returncode = process.wait(timeout=_student_timeout(options))
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait()
-            returncode = "killed after the time limit"
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True, cwd=own,
+                                       env={**os.environ, **(env or {})}, pass_fds=(notify,))
+        finally:
+            os.close(notify)
+    return StartedWorker(submission, digest, process, log_path, notices,
+                         _student_timeout(options))
+
+
+def finish_worker(started: StartedWorker, out: Path) -> bool:
+    """Wait for a worker told to go (killed after the student's time limit) and move its
+    files into the grading folder; True when it produced a result."""
+    student, process = started.submission.student_id, started.process
+    own = out / "incoming" / student
+    started.wait_nearly_done()
+    try:
+        returncode = process.wait(timeout=started.timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        process.wait()
+        returncode = "killed after the time limit"
     result_path = out / "results" / f"{student}.json"
     result_path.parent.mkdir(parents=True, exist_ok=True)
     done = returncode == 0 and _regular_file(own / "result.json")
@@ -157,9 +229,50 @@ def grade_one(template: Path, submission: Submission, out: Path, options: GradeO
         os.replace(own / "result.json", result_path)  # last: the result marks the student done
     else:
         write_atomically(result_path, _failed_result(
-            student, digest, f"worker exited with {returncode}; see {log_path}").to_json())
+            student, started.digest,
+            f"worker exited with {returncode}; see {started.log_path}").to_json())
     shutil.rmtree(own, ignore_errors=True)
     return done
+
+
+def grade_in_lanes(todo: list[T], lanes: int, start: Callable[[T], StartedWorker],
+                   ready: Callable[[], object], finish: Callable[[StartedWorker], None]) -> None:
+    """Grade `todo` in `lanes` lanes, each one student at a time, in order.
+
+    A lane starts the worker of its next student when the one grading has run its notebooks,
+    so that the next one warms up (its fork server imports torch and builds the models, a few
+    seconds) on the cores the scores, report and feedback HTML leave idle (earlier, it would
+    slow the kernels down as much as it gains). `ready()` is called before each go (it raises if the template could not be
+    built: the lane then ends its workers and raises).
+    """
+    queue, lock = deque(todo), threading.Lock()
+
+    def take() -> StartedWorker | None:
+        with lock:
+            item = queue.popleft() if queue else None
+        return None if item is None else start(item)
+
+    def lane() -> None:
+        started = take()
+        while started is not None:
+            try:
+                ready()
+            except BaseException:
+                started.abort()
+                raise
+            started.go()
+            started.wait_nearly_done()
+            current, started = started, take()
+            try:
+                finish(current)
+            except BaseException:
+                if started is not None:
+                    started.abort()
+                raise
+
+    with ThreadPoolExecutor(max_workers=max(1, min(lanes, len(todo)))) as pool:
+        for future in [pool.submit(lane) for _ in range(max(1, min(lanes, len(todo))))]:
+            future.result()
 
 
 def _previous_result(out: Path, student: str) -> StudentResult | None:
@@ -245,26 +358,32 @@ def grade_submissions(source: Path, out: Path, jobs: int | None = 1,
         else:
             todo.append((submission, digest))
             grader_changes.update(changes or ())
-    template = prepare_template(out / "work" / f"template-{index}") if todo else None
-    graded, failed = [], []
-    env = threads_per_student(jobs)
-    with ThreadPoolExecutor(max_workers=jobs) as pool, \
-            tqdm(total=len(todo), unit="student", desc=f"grading ({jobs} at a time)",
-                 disable=not progress) as bar:
-        futures = {pool.submit(grade_one, template, s, out, options, d, env,
-                               [Path(source).resolve()], sandbox): s
-                   for s, d in todo}
-        for future in futures:
-            student = futures[future].student_id
-            if future.result():
-                _stamp(out, student, grader)
-                graded.append(student)
-            else:
-                failed.append(student)
-            bar.update(1)
+    template = out / "work" / f"template-{index}"
+    done: dict[str, bool] = {}
+    if todo:
+        env, protected = threads_per_student(jobs), [Path(source).resolve()]
+        empty_folder(template)  # the workers' sandboxes show it: built while they warm up
+        with ThreadPoolExecutor(max_workers=1) as builder, \
+                tqdm(total=len(todo), unit="student", desc=f"grading ({jobs} at a time)",
+                     disable=not progress) as bar:
+            built = builder.submit(prepare_template, template)
+
+            def finish(started: StartedWorker) -> None:
+                student = started.submission.student_id
+                done[student] = finish_worker(started, out)
+                if done[student]:
+                    _stamp(out, student, grader)
+                bar.update(1)
+
+            grade_in_lanes(todo, jobs, lambda item: start_worker(
+                template, item[0], out, options, item[1], env, protected, sandbox),
+                built.result, finish)
+    order = [s.student_id for s, _ in todo]
+    graded = [student for student in order if done[student]]
+    failed = [student for student in order if not done[student]]
     with suppress(OSError):
         (out / "incoming").rmdir()  # empty once every worker's files have been moved
-    if template is not None:  # something was graded: the class gradebook takes it in
+    if todo:  # something was graded: the class gradebook takes it in
         refresh_class_gradebook(out, template)
     enforced = protections(sandbox, options.no_network)
     write_atomically(out / GRADING_INFO, json.dumps(asdict(enforced), indent=1))

@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -147,20 +148,31 @@ def _submission_problem(staged: Path, file_name: str) -> str | None:
     return None if _readable(source) else UNREADABLE
 
 
+def warm_up(workdir: Path) -> None:
+    """What grading in `workdir` needs before the template and the student's files: the
+    grading environment and the fork server, which starts importing torch and the helpers and
+    building the models (`kernel_warmup`). Once is enough; again does nothing."""
+    os.environ.update(grading_environment(workdir / "course" / "source" / ASSIGNMENT,
+                                          workdir / "env"))
+    start_fork_server()
+
+
 def grade_student(template: Path, staged: Path, student: str, workdir: Path,
-                  feedback_dir: Path, options: GradeOptions, sockets_dir: Path) -> StudentResult:
+                  feedback_dir: Path, options: GradeOptions, sockets_dir: Path,
+                  nearly_done: Callable[[], None] = lambda: None) -> StudentResult:
     """Grade one student's staged files in a private copy of the template course.
 
     sockets_dir: where the kernels' Unix sockets go; its path must stay short (under about
-    100 characters with the socket names).
+    100 characters with the socket names). nearly_done: called once the notebooks have run, before
+    the scores, the report and the feedback (the runner then starts the next student's worker:
+    see `worker --notify-fd`).
     """
     start = time.perf_counter()
+    warm_up(workdir)  # the fork server imports torch and the helpers while nbgrader gets ready
     root = workdir / "course"
     shutil.copytree(template, root)
     submitted = root / "submitted" / student / ASSIGNMENT
     submitted.mkdir(parents=True)
-    os.environ.update(grading_environment(root / "source" / ASSIGNMENT, workdir / "env"))
-    start_fork_server()  # imports torch and the helpers while nbgrader gets ready
     api = nbgrader_api(root, autograde_config(options, sockets_dir / "kernel"))
     possible = _points_possible(root)
     problems = {name: _submission_problem(staged, f"{name}.ipynb") for name in NOTEBOOK_NAMES}
@@ -180,6 +192,7 @@ def grade_student(template: Path, staged: Path, student: str, workdir: Path,
                 graded.append(result)
         result.seconds = round(time.perf_counter() - nb_start, 2)
         results.append(result)
+    nearly_done()  # no kernel runs from here on: one core is enough for the rest
     _read_scores(root, student, graded)
     for result in graded:
         _record_failures(root, student, result)
