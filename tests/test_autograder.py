@@ -125,7 +125,7 @@ def test_default_jobs_fit_cores_and_memory(monkeypatch):
     monkeypatch.setattr("autograder.grade.parallelism.available_memory_gb", lambda: 64.0)
     assert default_jobs() == 8
     monkeypatch.setattr("autograder.grade.parallelism.available_memory_gb", lambda: 10.0)
-    assert default_jobs() == 3  # 3 GB per student
+    assert default_jobs() == 2  # 3.5 GB per student
     monkeypatch.setattr("autograder.grade.parallelism.available_memory_gb", lambda: 1.0)
     assert default_jobs() == 1
     monkeypatch.setattr("autograder.grade.parallelism.available_memory_gb", lambda: None)

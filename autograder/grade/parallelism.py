@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # read by torch at start-up
-MEMORY_PER_STUDENT_GB = 3.0  # a worker and its kernel at their peak (2.2 GB measured, notebook 05)
+# a lane of students at its peak: a worker, its kernel, and the next worker warming up (3.2 GB
+# proportional set size measured for the whole run, runner included, 2026-12-02)
+MEMORY_PER_STUDENT_GB = 3.5
 
 
 def available_cores() -> int:
