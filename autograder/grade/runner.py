@@ -242,8 +242,8 @@ def grade_in_lanes(todo: list[T], lanes: int, start: Callable[[T], StartedWorker
     A lane starts the worker of its next student when the one grading has run its notebooks,
     so that the next one warms up (its fork server imports torch and builds the models, a few
     seconds) on the cores the scores, report and feedback HTML leave idle (earlier, it would
-    slow the kernels down as much as it gains). `ready()` is called before each go (it raises if the template could not be
-    built: the lane then ends its workers and raises).
+    slow the kernels down as much as it gains). `ready()` is called before each go (it raises
+    if the template could not be built: the lane then ends its workers and raises).
     """
     queue, lock = deque(todo), threading.Lock()
 
@@ -270,8 +270,9 @@ def grade_in_lanes(todo: list[T], lanes: int, start: Callable[[T], StartedWorker
                     started.abort()
                 raise
 
-    with ThreadPoolExecutor(max_workers=max(1, min(lanes, len(todo)))) as pool:
-        for future in [pool.submit(lane) for _ in range(max(1, min(lanes, len(todo))))]:
+    lanes = max(1, min(lanes, len(todo)))
+    with ThreadPoolExecutor(max_workers=lanes) as pool:
+        for future in [pool.submit(lane) for _ in range(lanes)]:
             future.result()
 
 
@@ -366,14 +367,15 @@ def grade_submissions(source: Path, out: Path, jobs: int | None = 1,
         with ThreadPoolExecutor(max_workers=1) as builder, \
                 tqdm(total=len(todo), unit="student", desc=f"grading ({jobs} at a time)",
                      disable=not progress) as bar:
-            built = builder.submit(prepare_template, template)
+            built, lock = builder.submit(prepare_template, template), threading.Lock()
 
             def finish(started: StartedWorker) -> None:
                 student = started.submission.student_id
                 done[student] = finish_worker(started, out)
                 if done[student]:
                     _stamp(out, student, grader)
-                bar.update(1)
+                with lock:  # lanes finish in threads of their own
+                    bar.update(1)
 
             grade_in_lanes(todo, jobs, lambda item: start_worker(
                 template, item[0], out, options, item[1], env, protected, sandbox),
