@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -145,7 +146,11 @@ def _import_student(gb, out: Path, student: str, rows: _PrivateRows, structure: 
     try:
         gb.find_submission(ASSIGNMENT, student)
     except MissingEntry:
-        gb.add_submission(ASSIGNMENT, student)
+        with warnings.catch_warnings():  # nbgrader's own, harmless with SQLAlchemy 2 (its
+            # backrefs' cascade): three lines of noise per new student otherwise
+            warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in "
+                                    r"session, add operation along")
+            gb.add_submission(ASSIGNMENT, student)
     shutil.rmtree(course_copy, ignore_errors=True)
     course_copy.mkdir(parents=True)
     for name, data in new_notebooks.items():
