@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -121,3 +122,27 @@ def test_the_template_is_built_in_the_folder_the_sandboxes_already_show(tmp_path
     finally:
         os.close(held)
     assert "gradebook.db" in seen and "source" in seen and "left over" not in seen
+
+
+def test_a_worker_that_never_finishes_is_killed_once_its_time_from_go_is_up(tmp_path):
+    """The time limit counts once, from `go`: waiting for the notice and for the exit share it.
+    The result says so and the student's grading is marked failed."""
+    from autograder.grade.runner import StartedWorker, finish_worker
+    from autograder.grade.staging import Submission
+    from autograder.grade.table import load_results
+
+    (tmp_path / "incoming" / "slow").mkdir(parents=True)
+    notices, never_written = os.pipe()
+    process = subprocess.Popen(["sleep", "60"], stdin=subprocess.PIPE, start_new_session=True)
+    started = StartedWorker(Submission("slow", tmp_path), "-", process, tmp_path / "slow.log",
+                            notices, timeout=2.0)
+    try:
+        begin = time.monotonic()
+        started.go()
+        assert finish_worker(started, tmp_path) is False
+        assert 1.9 < time.monotonic() - begin < 3.5  # one limit, not one per wait
+    finally:
+        os.close(never_written)
+    assert process.returncode == -9
+    (result,) = load_results(tmp_path)
+    assert "killed after the time limit" in result.notebooks[0].failed["_grading"]

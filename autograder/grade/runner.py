@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import select
 import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -143,17 +145,22 @@ class StartedWorker:
     log_path: Path
     notices: int  # read end of the pipe on which it says that its notebooks have run
     timeout: float  # seconds it may take once told to go
+    deadline: float = math.inf  # time.monotonic() when they are up (set by `go`)
 
     def go(self) -> None:
-        """Let it grade."""
+        """Let it grade; its time limit starts now."""
+        self.deadline = time.monotonic() + self.timeout
         with suppress(BrokenPipeError):  # it died warming up: finish_worker says so
             self.process.stdin.write(b"go\n")
             self.process.stdin.close()
 
+    def seconds_left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
     def wait_nearly_done(self) -> None:
         """Until it has run its notebooks (or it ends, or its time is up)."""
         if self.notices >= 0:
-            select.select([self.notices], [], [], self.timeout)
+            select.select([self.notices], [], [], self.seconds_left())
             os.close(self.notices)
             self.notices = -1
 
@@ -161,11 +168,17 @@ class StartedWorker:
         """End it without grading: it exits at the end of its input."""
         with suppress(BrokenPipeError):
             self.process.stdin.close()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, 9)
-            self.process.wait()
+        _wait_or_kill(self.process, 60)
+
+
+def _wait_or_kill(process: subprocess.Popen, seconds: float) -> int | None:
+    """Its exit status, or None when it was killed (its whole session) after `seconds`."""
+    try:
+        return process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        process.wait()
+        return None
 
 
 def start_worker(template: Path, submission: Submission, out: Path, options: GradeOptions,
@@ -204,16 +217,13 @@ def start_worker(template: Path, submission: Submission, out: Path, options: Gra
 
 
 def finish_worker(started: StartedWorker, out: Path) -> bool:
-    """Wait for a worker told to go (killed after the student's time limit) and move its
-    files into the grading folder; True when it produced a result."""
+    """Wait for a worker told to go (killed once the student's time limit, counted from `go`,
+    is up) and move its files into the grading folder; True when it produced a result."""
     student, process = started.submission.student_id, started.process
     own = out / "incoming" / student
     started.wait_nearly_done()
-    try:
-        returncode = process.wait(timeout=started.timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
-        process.wait()
+    returncode = _wait_or_kill(process, started.seconds_left())
+    if returncode is None:
         returncode = "killed after the time limit"
     result_path = out / "results" / f"{student}.json"
     result_path.parent.mkdir(parents=True, exist_ok=True)
