@@ -18,12 +18,17 @@ the speed-up over the original lab for
 - the pack's fastest settings: `spam_loaders(bucket=True)` and
   `train_classifier(fuse_lora=True)` (helpers.fused_lora);
 - the same without the fused layers (the student's layers, bucketed batches);
-- the fastest settings in float32, what a CPU without bf16 instructions gets.
+- the fastest settings in float32, what a CPU without bf16 instructions gets;
+- only when named in `--only`: the bucketed batches with the student's layers under
+  `torch.compile(dynamic=True)`, compile time counted in the epoch (to see whether it pays
+  for itself within one epoch).
 
 Before the pipelines it measures the machine's matrix-product peak in bf16 and in float32
 (GPT-2 small's layer shapes, the same threads), and prints each pipeline's share of it: real
 tokens per second x FLOP per real token (forward pass plus the input gradients through the
 frozen weights, 2 x 85M multiply-adds = 0.34 GFLOP) over the peak of the dtype it computes in.
+It also times those frozen products alone for the bucketed epoch's batches (distinct weights,
+nothing else): the highest share any bf16 pipeline can reach at batch 8 on this machine.
 
 Setup (as the design notes' reference figures): GPT-2 small shapes with random weights, LoRA
 rank 8, alpha 16 on every Linear but the head, a 2-class head, AdamW (lr 5e-4, weight decay
@@ -66,7 +71,7 @@ FIXED_LENGTH = 256
 SEED = 123
 BATCH_SIZE = 8
 
-FULL_EPOCH_PIPELINES = ("peft_best", "defaults", "fastest")
+FULL_EPOCH_PIPELINES = ("peft_best", "defaults", "fastest", "fastest_unfused")
 # 2 FLOP per multiply-add x (forward + input gradients) x 85M frozen Linear weights (12 x 12 x 768^2)
 FLOP_PER_REAL_TOKEN = 2 * 2 * 12 * 12 * 768 ** 2
 BASELINE = "peft_best"  # the speed-up column is against this row (and against the original)
@@ -80,7 +85,9 @@ PIPELINES = {
     "fastest": "pack fastest: spam_loaders(bucket=True) + train_classifier(fuse_lora=True)",
     "fastest_unfused": "pack bucketed, your layers: bucket=True, fuse_lora=False",
     "fastest_fp32": "pack fastest without bf16: bucket=True, fuse_lora=True, precision='fp32'",
+    "compiled": "pack bucketed + torch.compile (compile time included)",
 }
+OPT_IN = ("compiled",)  # run only when named in --only (its compile takes minutes)
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -216,6 +223,47 @@ def matmul_peak_gflops(dtype_name: str, threads: int | None, seconds: float = 1.
     return best
 
 
+def gpt2_small_frozen_shapes() -> list[tuple[int, int]]:
+    """(out, in) of the 72 frozen Linear weights of GPT-2 small, in forward order."""
+    width = 768
+    block = [(width, width)] * 4 + [(4 * width, width), (width, 4 * width)]
+    return block * 12
+
+
+def frozen_products_seconds(token_counts: list[int], threads: int | None,
+                            shapes: list[tuple[int, int]] | None = None) -> float:
+    """Seconds of the frozen bf16 products alone of an epoch of batches of `token_counts` tokens.
+
+    For each batch: every frozen weight's forward product and input-gradient product (the
+    FLOP counted by FLOP_PER_REAL_TOKEN), with distinct weights as in the model (each one read
+    from memory at every product, as in training), nothing else: no LoRA branch, attention,
+    norm, cast, autograd or optimizer. The time no pipeline computing those products in bf16
+    can beat at this batch size.
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    shapes = shapes or gpt2_small_frozen_shapes()
+    generator = torch.Generator().manual_seed(0)
+    weights = [torch.randn(out, inp, generator=generator).to(torch.bfloat16)
+               for out, inp in shapes]
+    widths = {width for shape in shapes for width in shape}
+
+    def products(tokens: int) -> float:
+        rows = {w: torch.randn(tokens, w, generator=generator).to(torch.bfloat16)
+                for w in widths}
+        start = time.perf_counter()
+        for weight in weights:
+            rows[weight.shape[1]] @ weight.T
+        for weight in reversed(weights):
+            rows[weight.shape[0]] @ weight
+        return time.perf_counter() - start
+
+    products(max(token_counts))  # warm-up: allocations, oneDNN's kernels
+    return sum(products(tokens) for tokens in token_counts)
+
+
 def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None,
                  full_epoch: bool = False) -> dict:
     import torch
@@ -223,6 +271,7 @@ def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None,
 
     from autograder.solutions import last_token_logits, make_optimizer, train_step
     from helpers.params import count_parameters
+    from helpers.precision import DTYPE_NAMES
     from helpers.spam_data import describe_batching, spam_loaders
     from helpers.training import train_classifier
 
@@ -239,6 +288,7 @@ def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None,
         "fastest": dict(bucket=True),
         "fastest_unfused": dict(bucket=True),
         "fastest_fp32": dict(bucket=True),
+        "compiled": dict(bucket=True),
     }[name]
     loader = spam_loaders(BATCH_SIZE, SEED, path=sms, **loader_options).train
     if name == "peft_best":
@@ -268,7 +318,41 @@ def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None,
             return loss
         return wrapper
 
-    if name in ("peft", "peft_best"):
+    if name == "compiled":
+        from helpers.precision import frozen_weights_in, resolve_precision
+
+        model = _own_model()
+        trainable, total = count_parameters(model)
+        optimizer = make_optimizer(model, lr=5e-4, weight_decay=0.1)
+        precision = resolve_precision("auto", "cpu")
+        compiled = torch.compile(model, dynamic=True)  # one graph for every batch shape
+
+        def train_on(batch):
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=precision.dtype, enabled=precision.autocast):
+                logits = compiled(batch.input_ids)
+            loss = F.cross_entropy(last_token_logits(logits.float(), batch.last_idx),
+                                   batch.labels)
+            loss.backward()
+            optimizer.step()
+            return loss.item()
+
+        model.train()
+        baseline, reset = current_rss_mib(), reset_peak_rss()
+        with frozen_weights_in(model, precision.dtype):
+            called = time.perf_counter()
+            train_on(warmup[0])  # compiles the forward and the backward graphs
+            result["setup_seconds"] = time.perf_counter() - called
+            step = timed(train_on)
+            for batch in warmup + timed_batches:
+                step(batch)
+        result["settings"] = {"precision": precision.name,
+                              "precision_reason": precision.reason,
+                              "frozen_weights": DTYPE_NAMES.get(precision.dtype, "fp32"),
+                              "lora": f"your LinearWithLoRA layers, torch.compile(dynamic=True): "
+                                      f"{result['setup_seconds']:.0f} s to compile"}
+        peak_during_sample = peak_rss_mib(reset)
+    elif name in ("peft", "peft_best"):
         model = _peft_model()
         trainable, total = count_parameters(model)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
@@ -431,6 +515,24 @@ def wait_until_idle(limit: float = 600.0) -> bool:
     return False
 
 
+def products_bound(sms: Path, threads: int | None, bf16_peak: float) -> dict:
+    """The frozen products alone of the bucketed epoch: seconds, share of the peak, a line."""
+    import torch
+
+    from helpers.spam_data import spam_loaders
+
+    torch.manual_seed(SEED)
+    batches = list(spam_loaders(BATCH_SIZE, SEED, path=sms, bucket=True).train)
+    seconds = frozen_products_seconds([b.input_ids.numel() for b in batches], threads)
+    real = sum(int((b.last_idx + 1).sum()) for b in batches)
+    share = real * FLOP_PER_REAL_TOKEN / 1e9 / seconds / bf16_peak
+    line = (f"bound at batch 8: the frozen bf16 products alone of the bucketed epoch ("
+            f"{len(batches)} batches, forward and input gradients, distinct weights, nothing "
+            f"else) take {seconds:.1f} s, {share:.0%} of the bf16 peak: no bf16 pipeline's "
+            "share can be higher")
+    return {"seconds": seconds, "share": share, "line": line}
+
+
 def run_worker(name: str, tmp: Path, args: argparse.Namespace) -> dict:
     """Run one pipeline in a fresh process; its measurements plus how disturbed it was."""
     out = tmp / f"{name}.json"
@@ -440,8 +542,11 @@ def run_worker(name: str, tmp: Path, args: argparse.Namespace) -> dict:
         command += ["--threads", str(args.threads)]
     if args.full_epochs:
         command.append("--full-epochs")
+    # torch.compile's on-disk cache starts empty, as on a student's first run
+    cache = tempfile.mkdtemp(prefix="inductor-", dir=tmp)
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
     start, busy, ours = time.perf_counter(), cpu_busy_seconds(), children_cpu_seconds()
-    subprocess.run(command, cwd=REPO, check=True)
+    subprocess.run(command, cwd=REPO, check=True, env=env)
     wall = time.perf_counter() - start
     result = json.loads(out.read_text())
     result["wall_seconds"] = wall
@@ -460,12 +565,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--only", nargs="+", choices=list(PIPELINES),
-                        help="run only these pipelines (the original one is always run)")
+                        help="run only these pipelines (the original one is always run; "
+                             f"{', '.join(OPT_IN)} only when named here)")
     parser.add_argument("--grading", action="store_true",
                         help="also time the autograder on the complete example submission")
     parser.add_argument("--full-epochs", dest="full_epochs", action="store_true",
-                        help="also time whole epochs of transformers + PEFT at its best and "
-                             "of the pack's defaults and fastest settings (about 7 more "
+                        help="also time whole epochs of transformers + PEFT at its best, "
+                             "the pack's defaults, fastest and bucketed settings (about 9 more "
                              "minutes on 2 cores), to check the extrapolation")
     parser.add_argument("--retries", type=int, default=2,
                         help="times a pipeline disturbed by other processes is run again, "
@@ -488,8 +594,8 @@ def main(argv=None) -> int:
 
     from helpers.devices import cpu_bf16_instructions
 
-    names = [name for name in PIPELINES if not args.only or name in args.only or
-             name == "original"]
+    names = [name for name in PIPELINES
+             if name == "original" or (name in args.only if args.only else name not in OPT_IN)]
     skipped = []
     if not peft_available():
         for name in ("peft", "peft_best"):
@@ -509,6 +615,8 @@ def main(argv=None) -> int:
     peaks = {dtype: matmul_peak_gflops(dtype, threads) for dtype in ("bf16", "fp32")}
     print(f"matrix-product peak (GPT-2 small layer shapes, 256 tokens, {threads} threads): "
           f"bf16 {peaks['bf16']:,.0f} GFLOP/s, fp32 {peaks['fp32']:,.0f} GFLOP/s", flush=True)
+    bound = products_bound(args.sms, threads, peaks["bf16"])
+    print(bound["line"], flush=True)
     results = {}
     with tempfile.TemporaryDirectory(prefix="lora-bench-") as tmp:
         for name in names:
@@ -551,6 +659,7 @@ def main(argv=None) -> int:
     floor = real * FLOP_PER_REAL_TOKEN / 1e9 / peaks["bf16"]
     print(f"\nfloor: {real:,} real tokens per epoch x {FLOP_PER_REAL_TOKEN / 1e9:.2f} GFLOP = "
           f"{real * FLOP_PER_REAL_TOKEN / 1e12:.1f} TFLOP, {floor:.1f} s at the bf16 peak")
+    print(bound["line"])
     print()
     for name, r in results.items():
         s = r["settings"]
@@ -597,6 +706,7 @@ def main(argv=None) -> int:
               "when the machine is idle).")
     if args.json:
         args.json.write_text(json.dumps({"started": started.isoformat(), "peaks": peaks,
+                                         "products_bound": bound,
                                          "results": results,
                                          "grading": grading, "loads": loads}, indent=1))
     return 0
