@@ -87,7 +87,12 @@ PIPELINES = {
     "fastest_fp32": "pack fastest without bf16: bucket=True, fuse_lora=True, precision='fp32'",
     "compiled": "pack bucketed + torch.compile (compile time included)",
 }
-OPT_IN = ("compiled",)  # run only when named in --only (its compile takes minutes)
+OPT_IN = ("compiled",)
+
+
+def short_label(name: str) -> str:
+    """A pipeline's label before its colon: 'transformers + PEFT at its best'."""
+    return PIPELINES[name].split(":")[0]  # run only when named in --only (its compile takes minutes)
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -601,7 +606,7 @@ def main(argv=None) -> int:
         for name in ("peft", "peft_best"):
             if name in names:
                 names.remove(name)
-                skipped.append(f"{PIPELINES[name].split(':')[0]}: not installed "
+                skipped.append(f"{short_label(name)}: not installed "
                                "(pip install -r requirements-test.txt)")
     started = dt.datetime.now(dt.timezone.utc)
     threads = args.threads or torch.get_num_threads()
@@ -672,7 +677,7 @@ def main(argv=None) -> int:
     for name, r in results.items():
         if "full_epoch_seconds" in r:
             full = r["full_epoch_seconds"]
-            against_best = (f", {best_full / full:.2f}x {PIPELINES[BASELINE].split(':')[0]}'s "
+            against_best = (f", {best_full / full:.2f}x {short_label(BASELINE)}'s "
                             "whole epoch" if best_full and name != BASELINE else "")
             print(f"- {r['label']}: a whole epoch ({r['epoch_batches']} batches) measured: "
                   f"{full:.1f} s (estimate {r['seconds_per_epoch']:.1f} s), "

@@ -324,6 +324,12 @@ def test_exit_code_and_outputs(graded):
     assert code == 0  # students failing is not the grader failing
     # nbgrader's harmless SQLAlchemy warnings are not shown to the instructor
     assert not [w for w in warned if "not in session" in w], warned
+    # ...nor in the students' logs, and neither is debugpy's warning about forked kernels
+    logs = {path.name: path.read_text() for path in (out / "logs").glob("*.log")}
+    assert "complete.log" in logs
+    noisy = {name for name, text in logs.items()
+             if "not in session" in text or "frozen modules" in text}
+    assert not noisy, {name: logs[name][:500] for name in noisy}
     table = pd.read_csv(out / "grades.csv")
     assert sorted(table["student"]) == ["broken", "complete", "edited_test", "injection_twice",
                                         "invented_number", "mistakes_a", "mistakes_b",

@@ -8,6 +8,9 @@ sources, so the repository holds only the markdown masters and the generated rel
 from __future__ import annotations
 
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -58,6 +61,20 @@ def without_alembic_subprocess() -> None:
     import nbgrader.api
 
     nbgrader.api.get_alembic_version = alembic_head
+
+
+@contextmanager
+def nbgrader_session_warnings_ignored() -> Iterator[None]:
+    """Inside the block, nbgrader's harmless SQLAlchemy 2 warnings are not printed.
+
+    nbgrader's backrefs cascade makes SQLAlchemy warn "Object of type <SubmittedAssignment>
+    not in session, add operation along ... will not proceed" when a submission is added:
+    three lines of noise per student in the grader's output and in each student's log.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in "
+                                r"session, add operation along")
+        yield
 
 
 def nbgrader_api(root: Path, config: Config | None = None):

@@ -61,6 +61,9 @@ def fork_server() -> multiprocessing.context.BaseContext:
     if _context is None:
         if not os.environ.get("MPLBACKEND"):  # as ipykernel does in every kernel it starts
             os.environ["MPLBACKEND"] = INLINE_BACKEND
+        # A plain kernel runs `python -Xfrozen_modules=off` (ipykernel's kernel spec); a forked
+        # one cannot, and debugpy would print its "frozen modules" warning into every log.
+        os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
         _context = multiprocessing.get_context("forkserver")
         _context.set_forkserver_preload(list(PRELOADED_MODULES))
     return _context

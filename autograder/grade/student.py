@@ -40,7 +40,8 @@ import nbformat
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from traitlets.config import Config
 
-from autograder.build.course import ASSIGNMENT, gradebook_url, nbgrader_api
+from autograder.build.course import (ASSIGNMENT, gradebook_url, nbgrader_api,
+                                     nbgrader_session_warnings_ignored)
 from autograder.build.notebook_source import NOTEBOOK_NAMES
 from autograder.grade.results import (FAILED, GRADED, KERNEL_DIED, MISSING, TIMED_OUT, TRAINING_TAG,
                                       UNREADABLE, GradeOptions, NotebookResult, StudentResult,
@@ -216,7 +217,8 @@ def _autograde_one(api, root: Path, student: str, name: str, result: NotebookRes
     from autograder.grade.output_limits import ExecuteWithOutputBudget
 
     api.coursedir.notebook_id = name
-    outcome = api.autograde(ASSIGNMENT, student, force=True, create=True)
+    with nbgrader_session_warnings_ignored():
+        outcome = api.autograde(ASSIGNMENT, student, force=True, create=True)
     autograded = _autograded_path(root, student, name)
     if not outcome.get("success") or not autograded.is_file():
         failure = ExecuteWithOutputBudget.last_failure
@@ -255,7 +257,9 @@ def _record_report(root: Path, student: str, staged: Path, report: ReportCheck,
     config.CourseDirectory.notebook_id = REPORT_NOTEBOOK
     config.Autograde.autograde_preprocessors = [
         step for step in config.Autograde.autograde_preprocessors if not issubclass(step, Execute)]
-    outcome = nbgrader_api(root, config).autograde(ASSIGNMENT, student, force=True, create=True)
+    with nbgrader_session_warnings_ignored():
+        outcome = nbgrader_api(root, config).autograde(ASSIGNMENT, student, force=True,
+                                                       create=True)
     if not outcome.get("success"):
         raise RuntimeError(f"recording {REPORT_NOTEBOOK} failed: {outcome.get('log')}"[-1500:])
 

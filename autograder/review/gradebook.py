@@ -20,14 +20,14 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 import nbformat
 
-from autograder.build.course import ASSIGNMENT, gradebook_url, without_alembic_subprocess
+from autograder.build.course import (ASSIGNMENT, gradebook_url, nbgrader_session_warnings_ignored,
+                                     without_alembic_subprocess)
 from autograder.review.report_rubric import REPORT_CELL
 from helpers.paths import BONUS_NOTEBOOKS
 
@@ -146,10 +146,7 @@ def _import_student(gb, out: Path, student: str, rows: _PrivateRows, structure: 
     try:
         gb.find_submission(ASSIGNMENT, student)
     except MissingEntry:
-        with warnings.catch_warnings():  # nbgrader's own, harmless with SQLAlchemy 2 (its
-            # backrefs' cascade): three lines of noise per new student otherwise
-            warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in "
-                                    r"session, add operation along")
+        with nbgrader_session_warnings_ignored():
             gb.add_submission(ASSIGNMENT, student)
     shutil.rmtree(course_copy, ignore_errors=True)
     course_copy.mkdir(parents=True)
