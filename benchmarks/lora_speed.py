@@ -72,8 +72,10 @@ SEED = 123
 BATCH_SIZE = 8
 
 FULL_EPOCH_PIPELINES = ("peft_best", "defaults", "fastest", "fastest_unfused")
-# 2 FLOP per multiply-add x (forward + input gradients) x 85M frozen Linear weights (12 x 12 x 768^2)
-FLOP_PER_REAL_TOKEN = 2 * 2 * 12 * 12 * 768 ** 2
+# (out, in) of the 72 frozen Linear weights of GPT-2 small, in forward order
+FROZEN_SHAPES = ([(768, 768)] * 4 + [(4 * 768, 768), (768, 4 * 768)]) * 12
+# 2 FLOP per multiply-add x (forward + input gradients) x their 85M weights (12 x 12 x 768^2)
+FLOP_PER_REAL_TOKEN = 2 * 2 * sum(out * inp for out, inp in FROZEN_SHAPES)
 BASELINE = "peft_best"  # the speed-up column is against this row (and against the original)
 PIPELINES = {
     "original": "original lab: pad to 256, fp32",
@@ -87,12 +89,12 @@ PIPELINES = {
     "fastest_fp32": "pack fastest without bf16: bucket=True, fuse_lora=True, precision='fp32'",
     "compiled": "pack bucketed + torch.compile (compile time included)",
 }
-OPT_IN = ("compiled",)
+OPT_IN = ("compiled",)  # run only when named in --only (its compile takes minutes)
 
 
 def short_label(name: str) -> str:
     """A pipeline's label before its colon: 'transformers + PEFT at its best'."""
-    return PIPELINES[name].split(":")[0]  # run only when named in --only (its compile takes minutes)
+    return PIPELINES[name].split(":")[0]
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -228,15 +230,12 @@ def matmul_peak_gflops(dtype_name: str, threads: int | None, seconds: float = 1.
     return best
 
 
-def gpt2_small_frozen_shapes() -> list[tuple[int, int]]:
-    """(out, in) of the 72 frozen Linear weights of GPT-2 small, in forward order."""
-    width = 768
-    block = [(width, width)] * 4 + [(4 * width, width), (width, 4 * width)]
-    return block * 12
+def real_tokens(batches) -> int:
+    """Real (non-padding) tokens of `batches`."""
+    return sum(int((b.last_idx + 1).sum()) for b in batches)
 
 
-def frozen_products_seconds(token_counts: list[int], threads: int | None,
-                            shapes: list[tuple[int, int]] | None = None) -> float:
+def frozen_products_seconds(token_counts: list[int], threads: int | None) -> float:
     """Seconds of the frozen bf16 products alone of an epoch of batches of `token_counts` tokens.
 
     For each batch: every frozen weight's forward product and input-gradient product (the
@@ -249,11 +248,10 @@ def frozen_products_seconds(token_counts: list[int], threads: int | None,
 
     if threads:
         torch.set_num_threads(threads)
-    shapes = shapes or gpt2_small_frozen_shapes()
     generator = torch.Generator().manual_seed(0)
     weights = [torch.randn(out, inp, generator=generator).to(torch.bfloat16)
-               for out, inp in shapes]
-    widths = {width for shape in shapes for width in shape}
+               for out, inp in FROZEN_SHAPES]
+    widths = {width for shape in FROZEN_SHAPES for width in shape}
 
     def products(tokens: int) -> float:
         rows = {w: torch.randn(tokens, w, generator=generator).to(torch.bfloat16)
@@ -309,7 +307,7 @@ def run_pipeline(name: str, sms: Path, n_batches: int, threads: int | None,
                                                             peft_precision=peft_precision()),
               "epoch_batches": len(batches), "sample": sample,
               "padded_tokens_per_batch": sum(b.input_ids.numel() for b in batches) / len(batches),
-              "real_tokens_per_epoch": sum(int((b.last_idx + 1).sum()) for b in batches),
+              "real_tokens_per_epoch": real_tokens(batches),
               "batching": batching, "settings": None}
 
     starts, ends = [], []
@@ -529,8 +527,7 @@ def products_bound(sms: Path, threads: int | None, bf16_peak: float) -> dict:
     torch.manual_seed(SEED)
     batches = list(spam_loaders(BATCH_SIZE, SEED, path=sms, bucket=True).train)
     seconds = frozen_products_seconds([b.input_ids.numel() for b in batches], threads)
-    real = sum(int((b.last_idx + 1).sum()) for b in batches)
-    share = real * FLOP_PER_REAL_TOKEN / 1e9 / seconds / bf16_peak
+    share = real_tokens(batches) * FLOP_PER_REAL_TOKEN / 1e9 / seconds / bf16_peak
     line = (f"bound at batch 8: the frozen bf16 products alone of the bucketed epoch ("
             f"{len(batches)} batches, forward and input gradients, distinct weights, nothing "
             f"else) take {seconds:.1f} s, {share:.0%} of the bf16 peak: no bf16 pipeline's "
