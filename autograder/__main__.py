@@ -21,6 +21,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from autograder.build.course import RELEASE_DIR, generate_release
+from autograder.grade.parallelism import MEMORY_PER_STUDENT_GB
 from autograder.grade.results import GradeOptions
 from autograder.review.similarity import SimilarityOptions
 
@@ -207,8 +208,8 @@ def _add_grading_options(parser: argparse.ArgumentParser, out: Path = DEFAULT_OU
     defaults = GradeOptions()
     parser.add_argument("--out", type=Path, default=out, help=f"output folder (default: ./{out})")
     parser.add_argument("--jobs", type=int, default=None,
-                        help="students graded in parallel (default: one per core, 3 GB of "
-                             "free memory each)")
+                        help="students graded in parallel (default: one per core, "
+                             f"{MEMORY_PER_STUDENT_GB:g} GB of free memory each)")
     parser.add_argument("--cell-timeout", dest="cell_timeout", type=int,
                         help=f"seconds per cell (default {defaults.cell_timeout})")
     parser.add_argument("--training-timeout", dest="training_timeout", type=int,
